@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// DefaultCallTimeout bounds a request that should answer at once.
+const DefaultCallTimeout = 30 * time.Second
+
+// Client is the host's side of the protocol. Each call dials a fresh stream
+// (through the sandbox monitor's socket, which maps it onto a yamux stream)
+// so calls never share state and any process may make them.
+type Client struct {
+	// Dial opens a new stream to the agent.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Timeout bounds each call that answers at once (not Wait, not Stdio
+	// traffic). Zero means DefaultCallTimeout.
+	Timeout time.Duration
+}
+
+// roundTrip sends req on a new stream and reads the response. The stream
+// is returned open for the caller to use (stdio) or close. With bounded, the
+// response must arrive within the call timeout or ctx; otherwise only ctx
+// bounds it.
+func (c *Client) roundTrip(ctx context.Context, req *Request, bounded bool) (net.Conn, *Response, error) {
+	if bounded {
+		t := c.Timeout
+		if t == 0 {
+			t = DefaultCallTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to agent: %w", err)
+	}
+	// Close the stream if ctx ends while we wait for the answer.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	defer stop()
+	if err := WriteFrame(conn, req); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, err)
+	}
+	var resp Response
+	if err := ReadFrame(conn, &resp); err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("agent %s: no answer: %w", req.Op, ctx.Err())
+		}
+		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, err)
+	}
+	if !stop() {
+		conn.Close()
+		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, ctx.Err())
+	}
+	return conn, &resp, nil
+}
+
+func (c *Client) call(ctx context.Context, req *Request) (*Response, error) {
+	conn, resp, err := c.roundTrip(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	return resp, resp.Err()
+}
+
+// Ping checks that the agent answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.call(ctx, &Request{Op: OpPing})
+	return err
+}
+
+// Create prepares a container whose root filesystem is at rootfs in the guest.
+func (c *Client) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string) error {
+	_, err := c.call(ctx, &Request{Op: OpCreate, Container: id, Spec: spec, Rootfs: rootfs})
+	return err
+}
+
+// Exec prepares an extra process in a running container.
+func (c *Client) Exec(ctx context.Context, id, exec string, p *specs.Process) error {
+	_, err := c.call(ctx, &Request{Op: OpExec, Container: id, Exec: exec, Process: p})
+	return err
+}
+
+// Start starts a prepared process and returns its guest pid.
+func (c *Client) Start(ctx context.Context, id, exec string) (int, error) {
+	resp, err := c.call(ctx, &Request{Op: OpStart, Container: id, Exec: exec})
+	if err != nil {
+		return 0, err
+	}
+	return resp.Pid, nil
+}
+
+// Stdio attaches one stdio stream of a process and returns it as a raw
+// byte stream. Attach before Start so no output is lost.
+func (c *Client) Stdio(ctx context.Context, id, exec, stream string) (net.Conn, error) {
+	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpStdio, Container: id, Exec: exec, Stream: stream}, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Err(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// Wait blocks until the process exits (or ctx ends) and returns its status
+// as runc reports it.
+func (c *Client) Wait(ctx context.Context, id, exec string) (int, error) {
+	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpWait, Container: id, Exec: exec}, false)
+	if err != nil {
+		return 0, err
+	}
+	conn.Close()
+	if err := resp.Err(); err != nil {
+		return 0, err
+	}
+	return resp.ExitStatus, nil
+}
+
+// Signal sends sig to the process, or with all to every process of the
+// container.
+func (c *Client) Signal(ctx context.Context, id, exec string, sig int, all bool) error {
+	_, err := c.call(ctx, &Request{Op: OpSignal, Container: id, Exec: exec, Signal: sig, All: all})
+	return err
+}
+
+// Resize sets the window size of the process's terminal.
+func (c *Client) Resize(ctx context.Context, id, exec string, width, height uint16) error {
+	_, err := c.call(ctx, &Request{Op: OpResize, Container: id, Exec: exec, Width: width, Height: height})
+	return err
+}
+
+// State returns the container's status as the agent sees it.
+func (c *Client) State(ctx context.Context, id string) (*Response, error) {
+	return c.call(ctx, &Request{Op: OpState, Container: id})
+}
+
+// Ps lists the container's processes by guest pid.
+func (c *Client) Ps(ctx context.Context, id string) ([]int, error) {
+	resp, err := c.call(ctx, &Request{Op: OpPs, Container: id})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Pids, nil
+}
+
+// Delete forgets a stopped container.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	_, err := c.call(ctx, &Request{Op: OpDelete, Container: id})
+	return err
+}
+
+// Shutdown asks the guest to sync and power off.
+func (c *Client) Shutdown(ctx context.Context) error {
+	_, err := c.call(ctx, &Request{Op: OpShutdown})
+	return err
+}

@@ -1,0 +1,509 @@
+// Package guest is the agent that runs as the guest's PID 1: it boots the
+// guest, then serves the host's requests and creates the container processes.
+package guest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/hashicorp/yamux"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/agent"
+	"golang.org/x/sys/unix"
+)
+
+// Server answers the host's requests inside the guest.
+type Server struct {
+	log      *slog.Logger
+	reaper   *reaper
+	powerOff func()
+
+	mu         sync.Mutex
+	containers map[string]*container // guarded by mu
+}
+
+type container struct {
+	id     string
+	spec   *specs.Spec
+	rootfs string
+	procs  map[string]*process // guarded by Server.mu; "" is the init process
+}
+
+// process is one guest process and the agent's ends of its stdio.
+type process struct {
+	id   string
+	spec *specs.Process
+
+	stdinW   *os.File // nil once a stdin stream has attached
+	stdoutR  *os.File
+	stderrR  *os.File
+	ptmx     *os.File
+	child    Stdio // the child's ends, closed after spawn
+	attached map[string]bool
+
+	pid     int
+	started bool
+	exited  chan struct{} // closed once status is set
+	status  int
+}
+
+// NewServer returns a server; powerOff is called after a shutdown request
+// has been answered.
+func NewServer(log *slog.Logger, powerOff func()) *Server {
+	return &Server{
+		log:        log,
+		reaper:     newReaper(),
+		powerOff:   powerOff,
+		containers: map[string]*container{},
+	}
+}
+
+// Serve writes the agent.Hello frame on conn and then serves yamux streams on it
+// until the connection ends.
+func (s *Server) Serve(conn io.ReadWriteCloser, hello agent.Hello) error {
+	go s.reaper.run()
+	hello.Version = agent.ProtocolVersion
+	if err := agent.WriteFrame(conn, hello); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.EnableKeepAlive = false // the port has no idle timeout to defeat
+	sess, err := yamux.Server(conn, cfg)
+	if err != nil {
+		return fmt.Errorf("start yamux: %w", err)
+	}
+	for {
+		st, err := sess.Accept()
+		if err != nil {
+			return fmt.Errorf("accept stream: %w", err)
+		}
+		go s.handle(st)
+	}
+}
+
+func (s *Server) handle(st net.Conn) {
+	var req agent.Request
+	if err := agent.ReadFrame(st, &req); err != nil {
+		s.log.Warn("bad request", "err", err)
+		st.Close()
+		return
+	}
+	resp, after := s.dispatch(&req)
+	if err := agent.WriteFrame(st, resp); err != nil {
+		s.log.Warn("send response", "op", req.Op, "err", err)
+		st.Close()
+		return
+	}
+	if after != nil && resp.Error == "" {
+		after(st)
+		return
+	}
+	st.Close()
+}
+
+// dispatch runs one request. A non-nil func takes over the stream after the
+// response has been written (stdio).
+func (s *Server) dispatch(req *agent.Request) (*agent.Response, func(net.Conn)) {
+	switch req.Op {
+	case agent.OpPing:
+		return &agent.Response{}, nil
+	case agent.OpCreate:
+		return errResp(s.create(req)), nil
+	case agent.OpExec:
+		return errResp(s.prepareExec(req)), nil
+	case agent.OpStart:
+		pid, err := s.start(req)
+		r := errResp(err)
+		r.Pid = pid
+		return r, nil
+	case agent.OpStdio:
+		return s.stdio(req)
+	case agent.OpWait:
+		p, err := s.lookup(req.Container, req.Exec)
+		if err != nil {
+			return errResp(err), nil
+		}
+		<-p.exited
+		return &agent.Response{ExitStatus: p.status}, nil
+	case agent.OpSignal:
+		return errResp(s.signal(req)), nil
+	case agent.OpResize:
+		return errResp(s.resize(req)), nil
+	case agent.OpState:
+		return s.state(req), nil
+	case agent.OpPs:
+		pids, err := s.ps(req.Container)
+		r := errResp(err)
+		r.Pids = pids
+		return r, nil
+	case agent.OpDelete:
+		return errResp(s.delete(req.Container)), nil
+	case agent.OpShutdown:
+		return &agent.Response{}, func(st net.Conn) {
+			st.Close()
+			// Give the response a moment to cross the port before the
+			// guest goes away.
+			time.Sleep(20 * time.Millisecond)
+			s.powerOff()
+		}
+	}
+	return errResp(&agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: fmt.Sprintf("unknown operation %q", req.Op)}), nil
+}
+
+func errResp(err error) *agent.Response {
+	if err == nil {
+		return &agent.Response{}
+	}
+	r := &agent.Response{Error: err.Error()}
+	var re *agent.RemoteError
+	var ee *ExecError
+	switch {
+	case errors.As(err, &re):
+		r.ErrorKind = re.Kind
+	case errors.As(err, &ee):
+		r.ErrorKind = agent.ErrKindExecutable
+	}
+	return r
+}
+
+func notFound(format string, a ...any) error {
+	return &agent.RemoteError{Kind: agent.ErrKindNotFound, Msg: fmt.Sprintf(format, a...)}
+}
+
+func badState(format string, a ...any) error {
+	return &agent.RemoteError{Kind: agent.ErrKindState, Msg: fmt.Sprintf(format, a...)}
+}
+
+func (s *Server) create(req *agent.Request) error {
+	if req.Container == "" || req.Spec == nil || req.Spec.Process == nil || req.Rootfs == "" {
+		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "create: container, spec with process and rootfs are required"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.containers[req.Container]; ok {
+		return badState("container %s already exists", req.Container)
+	}
+	p, err := newProcess("", req.Spec.Process)
+	if err != nil {
+		return err
+	}
+	s.containers[req.Container] = &container{
+		id: req.Container, spec: req.Spec, rootfs: req.Rootfs,
+		procs: map[string]*process{"": p},
+	}
+	return nil
+}
+
+func (s *Server) prepareExec(req *agent.Request) error {
+	if req.Exec == "" || req.Process == nil {
+		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "exec: an exec id and a process are required"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[req.Container]
+	if !ok {
+		return notFound("container %s does not exist", req.Container)
+	}
+	if _, ok := c.procs[req.Exec]; ok {
+		return badState("process %s already exists in container %s", req.Exec, req.Container)
+	}
+	if init := c.procs[""]; !init.started || isClosed(init.exited) {
+		return badState("cannot exec in a container that is not running")
+	}
+	p, err := newProcess(req.Exec, req.Process)
+	if err != nil {
+		return err
+	}
+	c.procs[req.Exec] = p
+	return nil
+}
+
+// newProcess makes the stdio of a process before it starts, so the host can
+// attach its streams first and lose no output.
+func newProcess(id string, spec *specs.Process) (*process, error) {
+	p := &process{id: id, spec: spec, exited: make(chan struct{}), attached: map[string]bool{}}
+	if spec.Terminal {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			return nil, fmt.Errorf("open pty: %w", err)
+		}
+		if spec.ConsoleSize != nil {
+			pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(spec.ConsoleSize.Height), Cols: uint16(spec.ConsoleSize.Width)})
+		}
+		p.ptmx = ptmx
+		p.child = Stdio{Stdin: tty, Stdout: tty, Stderr: tty, Setctty: true}
+		return p, nil
+	}
+	var fds [6]*os.File
+	for i := 0; i < 3; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, f := range fds[:2*i] {
+				f.Close()
+			}
+			return nil, fmt.Errorf("make stdio pipe: %w", err)
+		}
+		fds[2*i], fds[2*i+1] = r, w
+	}
+	p.child = Stdio{Stdin: fds[0], Stdout: fds[3], Stderr: fds[5]}
+	p.stdinW, p.stdoutR, p.stderrR = fds[1], fds[2], fds[4]
+	return p, nil
+}
+
+func (s *Server) lookup(cid, eid string) (*process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[cid]
+	if !ok {
+		return nil, notFound("container %s does not exist", cid)
+	}
+	p, ok := c.procs[eid]
+	if !ok {
+		return nil, notFound("process %s does not exist in container %s", eid, cid)
+	}
+	return p, nil
+}
+
+func (s *Server) start(req *agent.Request) (int, error) {
+	s.mu.Lock()
+	c, ok := s.containers[req.Container]
+	var p *process
+	if ok {
+		p, ok = c.procs[req.Exec]
+	}
+	if !ok {
+		s.mu.Unlock()
+		return 0, notFound("process %q of container %s does not exist", req.Exec, req.Container)
+	}
+	if p.started {
+		s.mu.Unlock()
+		return 0, badState("process %q of container %s was already started", req.Exec, req.Container)
+	}
+	p.started = true
+	initPid := c.procs[""].pid
+	s.mu.Unlock()
+
+	s.reaper.Lock()
+	var proc *os.Process
+	var err error
+	if req.Exec == "" {
+		proc, err = SpawnInit(c.id, c.spec, c.rootfs, p.child)
+	} else {
+		proc, err = SpawnExec(c.id, initPid, c.spec, p.spec, p.child)
+	}
+	var exitCh <-chan int
+	if err == nil {
+		exitCh = s.reaper.registerLocked(proc.Pid)
+	}
+	s.reaper.Unlock()
+	closeStdio(p.child)
+	if err != nil {
+		// The process never ran: its stdio streams end now and it counts as
+		// exited, so waiters are not left hanging.
+		p.status = 127
+		p.closeAgentEnds()
+		close(p.exited)
+		return 0, err
+	}
+	s.mu.Lock()
+	p.pid = proc.Pid
+	s.mu.Unlock()
+	go s.waitExit(p, exitCh)
+	s.log.Info("process started", "container", c.id, "exec", p.id, "pid", proc.Pid)
+	return proc.Pid, nil
+}
+
+// drainGrace is how long output pipes may stay open after their process
+// exited (a background child can hold them); then they are closed.
+const drainGrace = 500 * time.Millisecond
+
+func (s *Server) waitExit(p *process, exitCh <-chan int) {
+	status := <-exitCh
+	s.mu.Lock()
+	p.status = status
+	s.mu.Unlock()
+	for _, f := range []*os.File{p.stdoutR, p.stderrR, p.ptmx} {
+		if f != nil {
+			f.SetReadDeadline(time.Now().Add(drainGrace))
+		}
+	}
+	close(p.exited)
+	s.log.Info("process exited", "exec", p.id, "pid", p.pid, "status", status)
+}
+
+func closeStdio(st Stdio) {
+	for _, f := range []*os.File{st.Stdin, st.Stdout, st.Stderr} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func (p *process) closeAgentEnds() {
+	for _, f := range []*os.File{p.stdinW, p.stdoutR, p.stderrR, p.ptmx} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+func (s *Server) stdio(req *agent.Request) (*agent.Response, func(net.Conn)) {
+	p, err := s.lookup(req.Container, req.Exec)
+	if err != nil {
+		return errResp(err), nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.attached[req.Stream] {
+		return errResp(badState("stream %s is already attached", req.Stream)), nil
+	}
+	var f *os.File
+	switch {
+	case req.Stream == agent.StreamPTY && p.ptmx != nil:
+		f = p.ptmx
+	case req.Stream == agent.StreamStdin && p.stdinW != nil:
+		f = p.stdinW
+	case req.Stream == agent.StreamStdout && p.stdoutR != nil:
+		f = p.stdoutR
+	case req.Stream == agent.StreamStderr && p.stderrR != nil:
+		f = p.stderrR
+	default:
+		return errResp(&agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: fmt.Sprintf("process has no %s stream", req.Stream)}), nil
+	}
+	p.attached[req.Stream] = true
+	return &agent.Response{}, func(st net.Conn) {
+		switch req.Stream {
+		case agent.StreamStdin:
+			io.Copy(f, st)
+			f.Close()
+		case agent.StreamPTY:
+			go io.Copy(f, st)
+			io.Copy(st, f)
+			f.Close()
+		default:
+			io.Copy(st, f)
+			f.Close()
+		}
+		st.Close()
+	}
+}
+
+func (s *Server) signal(req *agent.Request) error {
+	p, err := s.lookup(req.Container, req.Exec)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	pid, started := p.pid, p.started
+	s.mu.Unlock()
+	if !started || pid == 0 || isClosed(p.exited) {
+		return badState("process is not running")
+	}
+	if req.All {
+		for _, q := range pidsInNamespace(pid) {
+			unix.Kill(q, unix.Signal(req.Signal))
+		}
+		return nil
+	}
+	if err := unix.Kill(pid, unix.Signal(req.Signal)); err != nil {
+		return fmt.Errorf("signal %d to pid %d: %w", req.Signal, pid, err)
+	}
+	return nil
+}
+
+func (s *Server) resize(req *agent.Request) error {
+	p, err := s.lookup(req.Container, req.Exec)
+	if err != nil {
+		return err
+	}
+	if p.ptmx == nil {
+		return badState("process has no terminal")
+	}
+	return pty.Setsize(p.ptmx, &pty.Winsize{Rows: req.Height, Cols: req.Width})
+}
+
+func (s *Server) state(req *agent.Request) *agent.Response {
+	p, err := s.lookup(req.Container, "")
+	if err != nil {
+		return errResp(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !p.started:
+		return &agent.Response{Status: "created"}
+	case isClosed(p.exited):
+		return &agent.Response{Status: "stopped", Pid: p.pid, ExitStatus: p.status}
+	}
+	return &agent.Response{Status: "running", Pid: p.pid}
+}
+
+func (s *Server) ps(cid string) ([]int, error) {
+	p, err := s.lookup(cid, "")
+	if err != nil {
+		return nil, err
+	}
+	if !p.started || isClosed(p.exited) {
+		return nil, nil
+	}
+	return pidsInNamespace(p.pid), nil
+}
+
+func (s *Server) delete(cid string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[cid]
+	if !ok {
+		return notFound("container %s does not exist", cid)
+	}
+	if init := c.procs[""]; init.started && !isClosed(init.exited) {
+		return badState("container %s is still running", cid)
+	}
+	for _, p := range c.procs {
+		if !p.started {
+			closeStdio(p.child)
+			p.closeAgentEnds()
+		}
+	}
+	delete(s.containers, cid)
+	return nil
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// pidsInNamespace lists the agent-visible pids that share pid's pid
+// namespace, pid first.
+func pidsInNamespace(pid int) []int {
+	want, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil {
+		return nil
+	}
+	pids := []int{pid}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == pid {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == want {
+			pids = append(pids, n)
+		}
+	}
+	return pids
+}

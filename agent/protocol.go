@@ -1,0 +1,172 @@
+// Package agent holds both ends of the host↔guest protocol and the guest
+// agent itself (the guest's PID 1).
+//
+// The wire: one byte stream (a virtio-serial port or a vsock connection)
+// carries a yamux session; the host opens one yamux stream per request. Every
+// stream starts with one length-prefixed JSON Request frame from the host and
+// one Response frame from the agent. For OpStdio the stream then carries the raw
+// bytes of that stdio stream; for OpWait the response arrives when the process
+// has exited. Before the yamux session starts, the agent writes one Hello frame
+// so the host learns that the guest is ready (and which protocol it speaks)
+// without dialling blindly.
+//
+// The host never trusts the guest: every frame read on the host is bounded by
+// MaxFrameSize and read under a deadline by the caller.
+package agent
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// ProtocolVersion is bumped whenever a message changes incompatibly. The
+// host refuses an agent that speaks another version.
+const ProtocolVersion = 1
+
+// MaxFrameSize bounds one JSON frame in either direction. An OCI spec is a
+// few KiB; 1 MiB leaves room for large environments and annotations while
+// keeping a hostile peer from making us allocate without bound.
+const MaxFrameSize = 1 << 20
+
+// Request operations.
+const (
+	OpCreate   = "create"   // prepare a container: Container, Spec, Rootfs
+	OpStart    = "start"    // start a process created before: Container, Exec
+	OpExec     = "exec"     // prepare an extra process: Container, Exec, Process
+	OpStdio    = "stdio"    // attach a stdio stream: Container, Exec, Stream
+	OpWait     = "wait"     // wait for exit: Container, Exec
+	OpSignal   = "signal"   // Container, Exec ("" = init), Signal, All
+	OpResize   = "resize"   // Container, Exec, Width, Height
+	OpState    = "state"    // Container
+	OpPs       = "ps"       // Container: pids as seen from the guest
+	OpDelete   = "delete"   // Container: forget a stopped container
+	OpShutdown = "shutdown" // sync the guest and power it off
+	OpPing     = "ping"
+)
+
+// Stdio stream names for OpStdio. StreamPTY is the single bidirectional
+// stream of a process with a terminal.
+const (
+	StreamStdin  = "stdin"
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+	StreamPTY    = "pty"
+)
+
+// GuestShareDir is where the agent mounts the host's shared directory. The
+// host lays out one subdirectory per container in it (see SharePath).
+const GuestShareDir = "/run/runvirt/shared"
+
+// ShareTag is the mount tag of the shared directory (9p and virtio-fs).
+const ShareTag = "runvirt"
+
+// Hello is the first frame the agent writes once it is ready for requests.
+type Hello struct {
+	Version      int    `json:"version"`
+	AgentVersion string `json:"agent_version,omitempty"`
+	Kernel       string `json:"kernel,omitempty"` // the guest's uname -r
+}
+
+// Request is the first frame of every stream.
+type Request struct {
+	Op        string `json:"op"`
+	Container string `json:"container,omitempty"`
+	Exec      string `json:"exec,omitempty"` // "" means the container's init process
+
+	// OpCreate: the spec with mount sources already rewritten to guest paths,
+	// and the guest path of the root filesystem.
+	Spec   *specs.Spec `json:"spec,omitempty"`
+	Rootfs string      `json:"rootfs,omitempty"`
+
+	// OpExec: the process to run in the container.
+	Process *specs.Process `json:"process,omitempty"`
+
+	Stream string `json:"stream,omitempty"` // OpStdio
+	Signal int    `json:"signal,omitempty"` // OpSignal
+	All    bool   `json:"all,omitempty"`    // OpSignal: every process of the container
+	Width  uint16 `json:"width,omitempty"`  // OpResize
+	Height uint16 `json:"height,omitempty"` // OpResize
+}
+
+// Response answers a Request. Error is empty on success.
+type Response struct {
+	Error string `json:"error,omitempty"`
+	// ErrorKind classifies Error for the host: see the ErrKind constants.
+	ErrorKind string `json:"error_kind,omitempty"`
+
+	Pid        int    `json:"pid,omitempty"`         // guest pid (OpStart, OpState)
+	ExitStatus int    `json:"exit_status,omitempty"` // OpWait: 128+N for signal N
+	Status     string `json:"status,omitempty"`      // OpState: created|running|stopped
+	Pids       []int  `json:"pids,omitempty"`        // OpPs
+}
+
+// Error kinds, so the host can map guest failures to runc's wording.
+const (
+	ErrKindNotFound   = "not-found"  // unknown container or process
+	ErrKindExecutable = "executable" // the workload could not be executed
+	ErrKindState      = "state"      // wrong state for the operation
+	ErrKindInvalid    = "invalid"    // malformed request
+)
+
+// RemoteError is an error the agent reported.
+type RemoteError struct {
+	Kind string
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+// Err returns the response's error, or nil.
+func (r *Response) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	return &RemoteError{Kind: r.ErrorKind, Msg: r.Error}
+}
+
+// ErrFrameTooLarge is returned for a frame over MaxFrameSize.
+var ErrFrameTooLarge = errors.New("frame exceeds maximum size")
+
+// WriteFrame writes v as one length-prefixed JSON frame.
+func WriteFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode frame: %w", err)
+	}
+	if len(b) > MaxFrameSize {
+		return fmt.Errorf("encode frame of %d bytes: %w", len(b), ErrFrameTooLarge)
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("write frame: %w", err)
+	}
+	return nil
+}
+
+// ReadFrame reads one frame into v. It never allocates more than
+// MaxFrameSize for the body, whatever the peer claims.
+func ReadFrame(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return fmt.Errorf("read frame header: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrameSize {
+		return fmt.Errorf("read frame of %d bytes: %w", n, ErrFrameTooLarge)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return fmt.Errorf("read frame body: %w", err)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decode frame: %w", err)
+	}
+	return nil
+}

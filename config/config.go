@@ -1,0 +1,182 @@
+// Package config loads runvirt's TOML configuration.
+//
+// Lookup order: the --config flag, then $RUNVIRT_CONFIG, then
+// /etc/runvirt/config.toml, then built-in defaults. A file named by the flag
+// or the variable must exist; the system file may be absent. Unknown keys and
+// bad values are errors that name the key, so a typo never silently falls
+// back to a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// SystemPath is the configuration file read when neither the flag nor the
+// environment names one.
+const SystemPath = "/etc/runvirt/config.toml"
+
+// EnvVar names the environment variable that points at a configuration file.
+const EnvVar = "RUNVIRT_CONFIG"
+
+// DataDir is where `make install` puts the guest kernel and initramfs.
+const DataDir = "/usr/share/runvirt"
+
+// Config is runvirt's configuration. The TOML keys are the field tags;
+// config.toml.example documents each one.
+type Config struct {
+	QEMU         string   `toml:"qemu"`
+	Virtiofsd    string   `toml:"virtiofsd"`
+	Kernel       string   `toml:"kernel"`
+	Initrd       string   `toml:"initrd"`
+	Machine      string   `toml:"machine"`
+	VCPUs        int      `toml:"vcpus"`
+	MemoryMiB    int      `toml:"memory_mib"`
+	Accel        string   `toml:"accel"`
+	SharedFS     string   `toml:"shared_fs"`
+	Transport    string   `toml:"transport"`
+	KernelParams string   `toml:"kernel_params"`
+	BootTimeout  Duration `toml:"boot_timeout"`
+	Debug        bool     `toml:"debug"`
+
+	// Source is the file the configuration came from, or "" for defaults.
+	Source string `toml:"-"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the built-in configuration.
+func Default() *Config {
+	return &Config{
+		QEMU:        "qemu-system-x86_64",
+		Virtiofsd:   "/usr/lib/qemu/virtiofsd",
+		Kernel:      DataDir + "/vmlinuz",
+		Initrd:      DataDir + "/initrd.img",
+		Machine:     "q35",
+		VCPUs:       1,
+		MemoryMiB:   256,
+		Accel:       "auto",
+		SharedFS:    "virtio-fs",
+		Transport:   "auto",
+		BootTimeout: Duration{60 * time.Second},
+	}
+}
+
+// Load finds and reads the configuration. flagPath is the value of
+// --config ("" when not given).
+func Load(flagPath string) (*Config, error) {
+	path, required := flagPath, true
+	if path == "" {
+		path = os.Getenv(EnvVar)
+	}
+	if path == "" {
+		path, required = SystemPath, false
+	}
+	c, err := LoadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && !required {
+		return Default(), nil
+	}
+	return c, err
+}
+
+// LoadFile reads one configuration file over the defaults.
+func LoadFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Source = path
+	return c, nil
+}
+
+// Parse decodes TOML text over the defaults and validates the result.
+func Parse(text string) (*Config, error) {
+	c := Default()
+	md, err := toml.Decode(text, c)
+	if err != nil {
+		return nil, err
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s: %q is not one of %s", key, v, strings.Join(allowed, ", "))
+	}
+	for _, chk := range []error{
+		nonEmpty("qemu", c.QEMU),
+		nonEmpty("kernel", c.Kernel),
+		nonEmpty("initrd", c.Initrd),
+		oneOf("machine", c.Machine, "q35", "microvm"),
+		oneOf("accel", c.Accel, "auto", "kvm", "tcg"),
+		oneOf("shared_fs", c.SharedFS, "virtio-fs", "9p"),
+		oneOf("transport", c.Transport, "auto", "vsock", "serial"),
+	} {
+		if chk != nil {
+			return chk
+		}
+	}
+	if c.SharedFS == "virtio-fs" && c.Virtiofsd == "" {
+		return errors.New("virtiofsd: must be set when shared_fs is virtio-fs")
+	}
+	if c.VCPUs < 1 || c.VCPUs > 255 {
+		return fmt.Errorf("vcpus: %d is out of range 1-255", c.VCPUs)
+	}
+	if c.MemoryMiB < 64 || c.MemoryMiB > 1<<20 {
+		return fmt.Errorf("memory_mib: %d is out of range 64-1048576", c.MemoryMiB)
+	}
+	if c.BootTimeout.Duration <= 0 {
+		return fmt.Errorf("boot_timeout: %s must be positive", c.BootTimeout)
+	}
+	if strings.Contains(c.KernelParams, "runvirt.") {
+		return errors.New("kernel_params: runvirt.* keys are set by runvirt itself")
+	}
+	return nil
+}
+
+func nonEmpty(key, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return fmt.Errorf("%s: must not be empty", key)
+	}
+	return nil
+}

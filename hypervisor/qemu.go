@@ -1,0 +1,195 @@
+package hypervisor
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Names of the devices the agent looks for in the guest.
+const (
+	AgentPortName = "runvirt.agent" // the virtio-serial port
+	ShareTag      = "runvirt"       // the 9p / virtio-fs mount tag
+)
+
+// VM describes one QEMU micro-VM. Paths are host paths.
+type VM struct {
+	ID        string
+	QEMU      string
+	Kernel    string
+	Initrd    string
+	Machine   string // q35 | microvm
+	Accel     string // kvm | tcg
+	VCPUs     int
+	MemoryMiB int
+
+	SharedFS        string // virtio-fs | 9p
+	ShareDir        string // 9p: the directory QEMU exports
+	VirtiofsdSocket string // virtio-fs: virtiofsd's vhost-user socket
+
+	// Transport is "serial" or "vsock". For serial, AgentConn is QEMU's end
+	// of a connected socket pair backing the virtio-serial port. For vsock,
+	// VhostFD holds the reserved CID (see ReserveCID) and the agent dials the
+	// host on VsockPort.
+	Transport string
+	AgentConn *os.File
+	VhostFD   *os.File
+	GuestCID  uint32
+	VsockPort uint32
+
+	QMPSocket  string
+	ConsoleLog string
+
+	KernelParams string // extra, from the config
+	Debug        bool
+}
+
+// fdTable hands out the fd numbers that files get in the child (ExtraFiles
+// start at 3).
+type fdTable struct{ files []*os.File }
+
+func (t *fdTable) add(f *os.File) int {
+	t.files = append(t.files, f)
+	return 2 + len(t.files)
+}
+
+// virtioSuffix picks the device flavour: PCI on q35, MMIO on microvm.
+func (vm *VM) device(name string) string {
+	if vm.Machine == "microvm" {
+		return name + "-device"
+	}
+	return name + "-pci"
+}
+
+// Cmdline is the guest kernel command line.
+func (vm *VM) Cmdline() string {
+	p := []string{
+		"console=ttyS0", "panic=-1", "quiet", "loglevel=3",
+		// Skip probes that cost time under emulation and find nothing here.
+		"i8042.noaux", "i8042.nomux", "i8042.nopnp", "i8042.dumbkbd",
+		"8250.nr_uarts=1", "cryptomgr.notests", "no_timer_check",
+		"random.trust_cpu=on", "rcupdate.rcu_expedited=1",
+		"tsc=reliable", "mitigations=off",
+	}
+	if vm.Machine == "microvm" {
+		// Without ACPI a reboot is how the guest stops: -no-reboot turns the
+		// triple fault into a QEMU exit.
+		p = append(p, "reboot=t")
+	} else {
+		p = append(p, "pci=lastbus=0")
+	}
+	p = append(p,
+		"runvirt.transport="+vm.Transport,
+		"runvirt.share="+vm.SharedFS,
+	)
+	if vm.Transport == "vsock" {
+		p = append(p, "runvirt.vsock_port="+strconv.FormatUint(uint64(vm.VsockPort), 10))
+	}
+	if vm.Debug {
+		p = append(p, "runvirt.debug=1")
+	}
+	if vm.KernelParams != "" {
+		p = append(p, vm.KernelParams)
+	}
+	return strings.Join(p, " ")
+}
+
+// Args builds QEMU's command line and the files it must inherit.
+func (vm *VM) Args() ([]string, []*os.File, error) {
+	if err := vm.check(); err != nil {
+		return nil, nil, err
+	}
+	var fds fdTable
+	machine := vm.Machine + ",accel=" + vm.Accel
+	if vm.Machine == "microvm" {
+		machine += ",rtc=on,isa-serial=on,pic=off,pit=on,x-option-roms=off"
+	}
+	a := []string{
+		"-name", "runvirt-" + vm.ID,
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-m", strconv.Itoa(vm.MemoryMiB) + "M",
+		"-smp", strconv.Itoa(vm.VCPUs),
+		"-kernel", vm.Kernel,
+		"-initrd", vm.Initrd,
+		"-append", vm.Cmdline(),
+		"-chardev", "file,id=console,path=" + vm.ConsoleLog,
+		"-serial", "chardev:console",
+		"-chardev", "socket,id=qmp,path=" + vm.QMPSocket + ",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+		"-device", vm.device("virtio-rng"),
+	}
+	if vm.Accel == "kvm" {
+		a = append(a, "-cpu", "host")
+	}
+	switch vm.SharedFS {
+	case "virtio-fs":
+		// vhost-user needs the guest RAM in shared memory virtiofsd can map.
+		machine += ",memory-backend=mem"
+		a = append(a,
+			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", vm.MemoryMiB),
+			"-chardev", "socket,id=vfs,path="+vm.VirtiofsdSocket,
+			"-device", vm.device("vhost-user-fs")+",chardev=vfs,tag="+ShareTag+",queue-size=1024",
+		)
+		if vm.Machine == "microvm" {
+			// virtiofsd refuses legacy virtio-mmio devices.
+			a = append(a, "-global", "virtio-mmio.force-legacy=false")
+		}
+	case "9p":
+		a = append(a,
+			"-fsdev", "local,id=share,security_model=none,multidevs=remap,path="+vm.ShareDir,
+			"-device", vm.device("virtio-9p")+",fsdev=share,mount_tag="+ShareTag,
+		)
+	}
+	switch vm.Transport {
+	case "serial":
+		a = append(a,
+			"-device", vm.device("virtio-serial"),
+			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fds.add(vm.AgentConn)),
+			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
+		)
+	case "vsock":
+		a = append(a, "-device", fmt.Sprintf("%s,guest-cid=%d,vhostfd=%d",
+			vm.device("vhost-vsock"), vm.GuestCID, fds.add(vm.VhostFD)))
+	}
+	a = append([]string{"-machine", machine}, a...)
+	return a, fds.files, nil
+}
+
+func (vm *VM) check() error {
+	switch {
+	case vm.Machine != "q35" && vm.Machine != "microvm":
+		return fmt.Errorf("machine %q is not supported (q35, microvm)", vm.Machine)
+	case vm.Accel != "kvm" && vm.Accel != "tcg":
+		return fmt.Errorf("accel %q is not supported (kvm, tcg)", vm.Accel)
+	case vm.SharedFS == "virtio-fs" && vm.VirtiofsdSocket == "":
+		return fmt.Errorf("virtio-fs needs a virtiofsd socket")
+	case vm.SharedFS == "9p" && vm.ShareDir == "":
+		return fmt.Errorf("9p needs a share directory")
+	case vm.SharedFS != "virtio-fs" && vm.SharedFS != "9p":
+		return fmt.Errorf("shared fs %q is not supported (virtio-fs, 9p)", vm.SharedFS)
+	case vm.Transport == "serial" && vm.AgentConn == nil:
+		return fmt.Errorf("serial transport needs the agent socket")
+	case vm.Transport == "vsock" && (vm.VhostFD == nil || vm.GuestCID < firstGuestCID || vm.VsockPort == 0):
+		return fmt.Errorf("vsock transport needs a reserved cid and a port")
+	case vm.Transport != "serial" && vm.Transport != "vsock":
+		return fmt.Errorf("transport %q is not supported (serial, vsock)", vm.Transport)
+	}
+	return nil
+}
+
+// Command returns the QEMU process, not yet started. QEMU gets SIGKILL if
+// the process that starts it dies, so a killed monitor never leaves a VM
+// running on its own.
+func (vm *VM) Command() (*exec.Cmd, error) {
+	args, files, err := vm.Args()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(vm.QEMU, args...)
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd, nil
+}

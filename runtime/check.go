@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/runvirt/runvirt/config"
+)
+
+// CheckItem is one line of `runvirt check`.
+type CheckItem struct {
+	Name  string
+	OK    bool
+	Fatal bool // runvirt cannot start a VM without it
+	Info  string
+}
+
+// CheckReport is what the host offers and what runvirt will use.
+type CheckReport struct {
+	Items  []CheckItem
+	Use    string // the resolved configuration, or why there is none
+	CanRun bool
+}
+
+// Check inspects the host for cfg.
+func Check(cfg *config.Config) CheckReport {
+	var r CheckReport
+	add := func(name string, ok, fatal bool, info string) {
+		r.Items = append(r.Items, CheckItem{Name: name, OK: ok, Fatal: fatal && !ok, Info: info})
+	}
+	src := "built-in defaults"
+	if cfg.Source != "" {
+		src = cfg.Source
+	}
+	add("config", true, false, src)
+
+	h := DetectHost()
+	add("kvm", h.KVM.Usable, cfg.Accel == "kvm", h.KVM.Reason)
+	add("vhost-vsock", h.Vsock.Usable, cfg.Transport == "vsock", h.Vsock.Reason)
+
+	if qemu, err := exec.LookPath(cfg.QEMU); err != nil {
+		add("qemu", false, true, fmt.Sprintf("%s: %v (try: apt-get install qemu-system-x86)", cfg.QEMU, err))
+	} else {
+		add("qemu", true, true, qemu+" ("+qemuVersion(qemu)+")")
+	}
+	if _, err := os.Stat(cfg.Virtiofsd); err != nil {
+		add("virtiofsd", false, cfg.SharedFS == "virtio-fs", fmt.Sprintf("%v (try: apt-get install qemu-system-x86, or shared_fs = \"9p\")", err))
+	} else {
+		add("virtiofsd", true, false, cfg.Virtiofsd)
+	}
+
+	kernelRel, kerr := KernelRelease(cfg.Kernel)
+	if kerr != nil {
+		add("kernel", false, true, fmt.Sprintf("%s: %v (try: make install)", cfg.Kernel, kerr))
+	} else {
+		add("kernel", true, true, fmt.Sprintf("%s (%s)", cfg.Kernel, kernelRel))
+	}
+	if _, err := os.Stat(cfg.Initrd); err != nil {
+		add("initrd", false, true, fmt.Sprintf("%v (try: make install)", err))
+	} else {
+		initrdRel := InitrdRelease(cfg.Initrd)
+		switch {
+		case initrdRel == "":
+			add("initrd", true, false, cfg.Initrd+" (kernel release unknown: no kernel.release beside it)")
+		case kerr == nil && initrdRel != kernelRel:
+			add("initrd", false, true, fmt.Sprintf("%s holds modules for %s but the kernel is %s (try: make install)", cfg.Initrd, initrdRel, kernelRel))
+		default:
+			add("initrd", true, true, fmt.Sprintf("%s (modules for %s)", cfg.Initrd, initrdRel))
+		}
+	}
+
+	r.CanRun = true
+	for _, it := range r.Items {
+		if it.Fatal {
+			r.CanRun = false
+		}
+	}
+	sc, warns, err := Resolve(cfg, h)
+	if err != nil {
+		r.Use = "nothing: " + err.Error()
+		r.CanRun = false
+	} else {
+		r.Use = fmt.Sprintf("accel=%s machine=%s vcpus=%d memory=%dMiB transport=%s shared_fs=%s",
+			sc.Accel, sc.Machine, sc.VCPUs, sc.MemoryMiB, sc.Transport, sc.SharedFS)
+		for _, w := range warns {
+			r.Use += "\n  warning: " + w
+		}
+	}
+	return r
+}
+
+func qemuVersion(qemu string) string {
+	out, err := exec.Command(qemu, "--version").Output()
+	if err != nil {
+		return "version unknown: " + err.Error()
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
+}
+
+// KernelRelease reads the release string from a bzImage's setup header
+// (the kernel_version field), as `file` does.
+func KernelRelease(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x210)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		return "", fmt.Errorf("read boot header: %w", err)
+	}
+	if string(hdr[0x202:0x206]) != "HdrS" {
+		return "", fmt.Errorf("not a bzImage (no HdrS boot header)")
+	}
+	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
+	buf := make([]byte, 256)
+	n, _ := f.ReadAt(buf, off)
+	buf = buf[:n]
+	if i := bytes.IndexByte(buf, 0); i >= 0 {
+		buf = buf[:i]
+	}
+	rel, _, _ := strings.Cut(string(buf), " ")
+	if rel == "" {
+		return "", fmt.Errorf("no kernel version in boot header")
+	}
+	return rel, nil
+}
+
+// InitrdRelease returns the kernel release the guest image was built for,
+// recorded by guest-image/build.sh in kernel.release beside the initrd.
+func InitrdRelease(initrd string) string {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(initrd), "kernel.release"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

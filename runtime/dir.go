@@ -1,0 +1,81 @@
+package runtime
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/runvirt/runvirt/agent"
+)
+
+// Dir is the state directory of one container under --root. Every on-disk
+// path the runtime uses is a method here, so the whole layout is in one file.
+type Dir struct {
+	Root string // the --root directory
+	ID   string
+}
+
+// maxSocketPath is what fits in sockaddr_un.sun_path with its NUL.
+const maxSocketPath = 107
+
+func (d Dir) Path() string         { return filepath.Join(d.Root, d.ID) }
+func (d Dir) join(n string) string { return filepath.Join(d.Root, d.ID, n) }
+
+// State is the container's state file.
+func (d Dir) State() string { return d.join("state.json") }
+
+// Lock is the file whose flock serialises verbs on the container.
+func (d Dir) Lock() string { return d.join("lock") }
+
+// AgentSocket is the monitor's socket: each connection becomes one stream to
+// the guest agent.
+func (d Dir) AgentSocket() string { return d.join("agent.sock") }
+
+// QMPSocket is QEMU's monitor socket.
+func (d Dir) QMPSocket() string { return d.join("qmp.sock") }
+
+// FSSocket is virtiofsd's vhost-user socket.
+func (d Dir) FSSocket() string { return d.join("fs.sock") }
+
+// ConsoleLog receives the guest's console (kernel and agent messages).
+func (d Dir) ConsoleLog() string { return d.join("console.log") }
+
+// MonitorLog receives the monitor's own log and its helpers' stderr.
+func (d Dir) MonitorLog() string { return d.join("monitor.log") }
+
+// MonitorPid holds the pid of the monitor process.
+func (d Dir) MonitorPid() string { return d.join("monitor.pid") }
+
+// QEMUPid holds the pid of QEMU.
+func (d Dir) QEMUPid() string { return d.join("qemu.pid") }
+
+// Share is the directory exported to the guest (9p or virtio-fs).
+func (d Dir) Share() string { return d.join("shared") }
+
+// ShareRootfs is where the container's rootfs is bind-mounted in the share.
+func (d Dir) ShareRootfs(cid string) string { return filepath.Join(d.Share(), cid, "rootfs") }
+
+// ShareMount is where the n-th bind mount of the spec is placed in the share.
+func (d Dir) ShareMount(cid string, n int) string {
+	return filepath.Join(d.Share(), cid, "mounts", fmt.Sprint(n))
+}
+
+// GuestRootfs is the guest path of ShareRootfs.
+func GuestRootfs(cid string) string {
+	return filepath.Join(agent.GuestShareDir, cid, "rootfs")
+}
+
+// GuestMount is the guest path of ShareMount.
+func GuestMount(cid string, n int) string {
+	return filepath.Join(agent.GuestShareDir, cid, "mounts", fmt.Sprint(n))
+}
+
+// checkSocketPaths fails early when a socket path would not fit, instead of
+// failing obscurely inside QEMU.
+func (d Dir) checkSocketPaths() error {
+	for _, p := range []string{d.AgentSocket(), d.QMPSocket(), d.FSSocket()} {
+		if len(p) > maxSocketPath {
+			return fmt.Errorf("socket path %s is longer than %d bytes: use a shorter --root", p, maxSocketPath)
+		}
+	}
+	return nil
+}

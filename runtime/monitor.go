@@ -1,0 +1,405 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/mdlayher/vsock"
+	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/hypervisor"
+	"golang.org/x/sys/unix"
+)
+
+// The monitor is one host process per sandbox, started detached by the verb
+// that creates the sandbox. It owns the VM: it starts virtiofsd and QEMU, holds
+// the one connection to the guest agent (a virtio-serial port accepts a single
+// client, and a vsock connection is the same single stream here), multiplexes
+// it with yamux, and turns every connection to its unix socket into a yamux
+// stream, so any short-lived runvirt process can talk to the agent. When QEMU
+// exits it stops virtiofsd, removes its sockets and exits.
+
+// monitorReady is what the monitor reports on its ready pipe.
+type monitorReady struct {
+	Error  string `json:"error,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+}
+
+// vmHandles are the resources of a running VM that the monitor tears down.
+type vmHandles struct {
+	qemu      *exec.Cmd
+	qemuDone  chan struct{}
+	virtiofsd *exec.Cmd
+	fsDone    chan struct{} // closed when virtiofsd has exited
+	conn      net.Conn      // the agent connection
+	listener  io.Closer
+	vhost     *os.File
+}
+
+// RunMonitor is the body of the hidden `runvirt monitor` command. ready is
+// the pipe on which the starting verb waits; it is closed once the VM's agent
+// has said hello, or after the error has been written.
+func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
+	st, err := LoadState(d)
+	if err != nil {
+		reportReady(ready, err, "")
+		return err
+	}
+	cfg := st.Config
+	log = log.With("sandbox", d.ID, "component", "monitor")
+
+	// Clients may connect as soon as the socket exists; they wait in the
+	// backlog until the agent is ready.
+	os.Remove(d.AgentSocket())
+	ln, err := net.Listen("unix", d.AgentSocket())
+	if err != nil {
+		err = fmt.Errorf("listen on %s: %w", d.AgentSocket(), err)
+		reportReady(ready, err, "")
+		return err
+	}
+	defer os.Remove(d.AgentSocket())
+	defer ln.Close()
+
+	h, hello, err := startVM(d, cfg, log)
+	if err != nil {
+		reportReady(ready, err, "")
+		return err
+	}
+	defer h.stop(d, log)
+
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	ycfg.EnableKeepAlive = false
+	// A paused guest stops draining the port; don't kill the session for it.
+	ycfg.ConnectionWriteTimeout = 5 * time.Minute
+	sess, err := yamux.Client(h.conn, ycfg)
+	if err != nil {
+		err = fmt.Errorf("start yamux: %w", err)
+		reportReady(ready, err, "")
+		return err
+	}
+	defer sess.Close()
+	reportReady(ready, nil, hello.Kernel)
+	log.Info("sandbox ready", "kernel", hello.Kernel)
+
+	// SIGTERM or SIGINT to the monitor stops the VM.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	go func() {
+		select {
+		case s := <-sigs:
+			log.Info("stopping vm on signal", "signal", s)
+			h.qemu.Process.Signal(unix.SIGTERM)
+		case <-h.qemuDone:
+		}
+	}()
+	go func() {
+		<-h.qemuDone
+		ln.Close()
+		sess.Close()
+	}()
+	serveProxy(ln, sess, log)
+	<-h.qemuDone
+	log.Info("vm stopped", "status", h.qemu.ProcessState.String())
+	return nil
+}
+
+func reportReady(ready *os.File, err error, kernel string) {
+	if ready == nil {
+		return
+	}
+	m := monitorReady{Kernel: kernel}
+	if err != nil {
+		m.Error = err.Error()
+	}
+	json.NewEncoder(ready).Encode(m)
+	ready.Close()
+}
+
+// serveProxy maps each client connection onto a new yamux stream.
+func serveProxy(ln net.Listener, sess *yamux.Session, log *slog.Logger) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			st, err := sess.OpenStream()
+			if err != nil {
+				log.Warn("open stream to agent", "err", err)
+				return
+			}
+			defer st.Close()
+			splice(c.(*net.UnixConn), st)
+		}()
+	}
+}
+
+// splice copies both ways, passing each direction's end on as a half-close.
+func splice(c *net.UnixConn, st *yamux.Stream) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(st, c)
+		st.Close() // half-close: the agent sees EOF, the stream stays readable
+	}()
+	io.Copy(c, st)
+	c.CloseWrite()
+	wg.Wait()
+}
+
+// startVM starts virtiofsd and QEMU and waits for the agent's hello.
+func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
+	h = &vmHandles{qemuDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			h.stop(d, log)
+		}
+	}()
+	vm := &hypervisor.VM{
+		ID: d.ID, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Initrd: cfg.Initrd,
+		Machine: cfg.Machine, Accel: cfg.Accel, VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB,
+		SharedFS: cfg.SharedFS, ShareDir: d.Share(), Transport: cfg.Transport,
+		QMPSocket: d.QMPSocket(), ConsoleLog: d.ConsoleLog(),
+		KernelParams: cfg.KernelParams, Debug: cfg.Debug,
+	}
+	if err := os.MkdirAll(d.Share(), 0o700); err != nil {
+		return h, hello, fmt.Errorf("make share: %w", err)
+	}
+	if cfg.SharedFS == "virtio-fs" {
+		if err := h.startVirtiofsd(d, cfg); err != nil {
+			return h, hello, err
+		}
+		vm.VirtiofsdSocket = d.FSSocket()
+	}
+
+	var accept func(time.Duration) (net.Conn, error)
+	switch cfg.Transport {
+	case "serial":
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return h, hello, fmt.Errorf("socketpair: %w", err)
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "agent"), os.NewFile(uintptr(fds[1]), "agent-qemu")
+		defer theirs.Close()
+		conn, err := net.FileConn(ours)
+		ours.Close()
+		if err != nil {
+			return h, hello, fmt.Errorf("agent socket: %w", err)
+		}
+		h.conn = conn
+		vm.AgentConn = theirs
+	case "vsock":
+		vhost, cid, err := hypervisor.ReserveCID()
+		if err != nil {
+			return h, hello, err
+		}
+		h.vhost = vhost
+		ln, port, err := listenVsock()
+		if err != nil {
+			return h, hello, err
+		}
+		h.listener = ln
+		vm.VhostFD, vm.GuestCID, vm.VsockPort = vhost, cid, port
+		accept = func(timeout time.Duration) (net.Conn, error) {
+			return acceptGuest(ln, cid, timeout)
+		}
+	}
+
+	cmd, err := vm.Command()
+	if err != nil {
+		return h, hello, err
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	log.Debug("starting qemu", "args", cmd.Args)
+	if err := cmd.Start(); err != nil {
+		return h, hello, fmt.Errorf("start qemu: %w", err)
+	}
+	h.qemu = cmd
+	os.WriteFile(d.QEMUPid(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	go func() {
+		cmd.Wait()
+		close(h.qemuDone)
+	}()
+
+	deadline := time.Now().Add(cfg.BootTimeout)
+	if accept != nil {
+		conn, err := acceptOrExit(accept, cfg.BootTimeout, h.qemuDone)
+		if err != nil {
+			return h, hello, bootError(d, err)
+		}
+		h.conn = conn
+	}
+	// Unblock the read below if QEMU dies while we wait.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-h.qemuDone:
+			h.conn.SetReadDeadline(time.Now())
+		case <-stop:
+		}
+	}()
+	h.conn.SetReadDeadline(deadline)
+	if err := agent.ReadFrame(h.conn, &hello); err != nil {
+		if isClosed(h.qemuDone) {
+			return h, hello, bootError(d, fmt.Errorf("qemu exited during boot (%s)", cmd.ProcessState))
+		}
+		return h, hello, bootError(d, fmt.Errorf("agent did not say hello within %s: %w", cfg.BootTimeout, err))
+	}
+	h.conn.SetReadDeadline(time.Time{})
+	if hello.Version != agent.ProtocolVersion {
+		return h, hello, fmt.Errorf("agent speaks protocol version %d, runvirt speaks %d: reinstall the guest image", hello.Version, agent.ProtocolVersion)
+	}
+	return h, hello, nil
+}
+
+func bootError(d Dir, err error) error {
+	return fmt.Errorf("start vm: %w; guest console: %s; monitor log: %s", err, d.ConsoleLog(), d.MonitorLog())
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
+	os.Remove(d.FSSocket())
+	cmd := hypervisor.VirtiofsdCommand(cfg.Virtiofsd, d.FSSocket(), d.Share())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start virtiofsd: %w", err)
+	}
+	h.virtiofsd = cmd
+	h.fsDone = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(h.fsDone)
+	}()
+	// virtiofsd creates its socket within milliseconds; QEMU fails at once
+	// if the socket is not there yet.
+	for t := time.Now(); time.Since(t) < 10*time.Second; time.Sleep(2 * time.Millisecond) {
+		if isClosed(h.fsDone) {
+			return fmt.Errorf("virtiofsd exited at start (%s); see %s", cmd.ProcessState, d.MonitorLog())
+		}
+		if _, err := os.Stat(d.FSSocket()); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("virtiofsd did not create %s within 10s", d.FSSocket())
+}
+
+// stop tears down whatever startVM started. QEMU is asked to stop by the
+// caller; here it is killed if still running.
+func (h *vmHandles) stop(d Dir, log *slog.Logger) {
+	if h.qemu != nil && h.qemu.Process != nil && !isClosed(h.qemuDone) {
+		h.qemu.Process.Kill()
+		<-h.qemuDone
+	}
+	if h.virtiofsd != nil && h.virtiofsd.Process != nil {
+		h.virtiofsd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-h.fsDone:
+		case <-time.After(2 * time.Second):
+			h.virtiofsd.Process.Kill()
+			<-h.fsDone
+		}
+	}
+	if h.conn != nil {
+		h.conn.Close()
+	}
+	if h.listener != nil {
+		h.listener.Close()
+	}
+	if h.vhost != nil {
+		h.vhost.Close()
+	}
+	os.Remove(d.QMPSocket())
+	os.Remove(d.FSSocket())
+	os.Remove(d.QEMUPid())
+}
+
+// listenVsock listens on a free vsock port of the host.
+func listenVsock() (*vsock.Listener, uint32, error) {
+	var lastErr error
+	for i := 0; i < 32; i++ {
+		port := 10000 + rand.Uint32N(1<<30)
+		ln, err := vsock.Listen(port, nil)
+		if err == nil {
+			return ln, port, nil
+		}
+		lastErr = err
+	}
+	return nil, 0, fmt.Errorf("listen on vsock: %w", lastErr)
+}
+
+// acceptGuest accepts the agent's connection, refusing any other guest's.
+func acceptGuest(ln *vsock.Listener, cid uint32, timeout time.Duration) (net.Conn, error) {
+	ln.SetDeadline(time.Now().Add(timeout))
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil, fmt.Errorf("agent did not connect within %s: %w", timeout, err)
+		}
+		if a, ok := c.RemoteAddr().(*vsock.Addr); ok && a.ContextID == cid {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+func acceptOrExit(accept func(time.Duration) (net.Conn, error), timeout time.Duration, exited chan struct{}) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := accept(timeout)
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.c, r.err
+	case <-exited:
+		return nil, errors.New("qemu exited during boot")
+	}
+}
+
+// waitGone waits until pid has exited, up to timeout.
+func waitGone(ref ProcessRef, timeout time.Duration) bool {
+	for t := time.Now(); time.Since(t) < timeout; time.Sleep(5 * time.Millisecond) {
+		if !ref.Alive() {
+			return true
+		}
+	}
+	return !ref.Alive()
+}
+
+// connectAgent returns a client whose streams go through the monitor.
+func connectAgent(d Dir) *agent.Client {
+	path := d.AgentSocket()
+	return &agent.Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, "unix", path)
+	}}
+}

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// MonitorCommand is the hidden CLI command that runs RunMonitor.
+const MonitorCommand = "monitor"
+
+// Globals are the global flags a verb was called with; the monitor inherits
+// the ones that matter.
+type Globals struct {
+	Root      string
+	Debug     bool
+	LogFormat string
+}
+
+// startMonitor starts the sandbox's monitor detached (its own session, so it
+// outlives the calling verb and is not hit by the caller's terminal signals)
+// and waits until the guest agent is ready or boot failed.
+func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return ProcessRef{}, "", fmt.Errorf("find own executable: %w", err)
+	}
+	logf, err := os.OpenFile(d.MonitorLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return ProcessRef{}, "", fmt.Errorf("open monitor log: %w", err)
+	}
+	defer logf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return ProcessRef{}, "", fmt.Errorf("ready pipe: %w", err)
+	}
+	defer pr.Close()
+	args := []string{"--root", g.Root}
+	if g.Debug {
+		args = append(args, "--debug")
+	}
+	args = append(args, MonitorCommand, d.ID)
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return ProcessRef{}, "", fmt.Errorf("start monitor: %w", err)
+	}
+	pw.Close()
+	// The monitor is reaped by whoever inherits it once we exit; until then
+	// a goroutine reaps it so it never lingers as our zombie.
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	ref, err := RefOf(cmd.Process.Pid)
+	if err != nil {
+		ref = ProcessRef{Pid: cmd.Process.Pid}
+	}
+
+	type result struct {
+		m   monitorReady
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var m monitorReady
+		err := json.NewDecoder(pr).Decode(&m)
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			<-exited
+			return ref, "", fmt.Errorf("monitor exited before the vm was ready (%s); see %s", cmd.ProcessState, d.MonitorLog())
+		}
+		if r.m.Error != "" {
+			<-exited
+			return ref, "", errors.New(r.m.Error)
+		}
+		return ref, r.m.Kernel, nil
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		return ref, "", fmt.Errorf("start vm: %w", ctx.Err())
+	}
+}
+
+// stopSandbox stops the VM of a sandbox: a clean guest power-off first, then
+// signals to the monitor, then SIGKILL to whatever is left. It returns once
+// no process of the sandbox is alive.
+func stopSandbox(d Dir, monitor ProcessRef, log *slog.Logger) error {
+	if !monitor.Alive() {
+		killQEMU(d)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := connectAgent(d).Shutdown(ctx)
+	cancel()
+	if err == nil && waitGone(monitor, 10*time.Second) {
+		return nil
+	}
+	log.Debug("clean shutdown failed, signalling monitor", "err", err)
+	syscall.Kill(monitor.Pid, syscall.SIGTERM)
+	if waitGone(monitor, 5*time.Second) {
+		return nil
+	}
+	syscall.Kill(monitor.Pid, syscall.SIGKILL)
+	killQEMU(d)
+	if !waitGone(monitor, 5*time.Second) {
+		return fmt.Errorf("monitor %d of sandbox %s does not exit", monitor.Pid, d.ID)
+	}
+	return nil
+}
+
+// killQEMU kills the QEMU recorded in the state dir, if it still runs
+// (QEMU dies with its monitor through PDEATHSIG; this covers the rest).
+func killQEMU(d Dir) {
+	b, err := os.ReadFile(d.QEMUPid())
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return
+	}
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err == nil && strings.HasPrefix(string(comm), "qemu") {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}

@@ -1,0 +1,96 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/runvirt/runvirt/config"
+	"github.com/runvirt/runvirt/hypervisor"
+)
+
+// SandboxConfig is the configuration with every "auto" resolved: what one
+// sandbox's VM is started with. It is stored in the state so that later
+// verbs and the monitor agree on it.
+type SandboxConfig struct {
+	QEMU         string        `json:"qemu"`
+	Virtiofsd    string        `json:"virtiofsd,omitempty"`
+	Kernel       string        `json:"kernel"`
+	Initrd       string        `json:"initrd"`
+	Machine      string        `json:"machine"`
+	Accel        string        `json:"accel"`
+	VCPUs        int           `json:"vcpus"`
+	MemoryMiB    int           `json:"memory_mib"`
+	SharedFS     string        `json:"shared_fs"`
+	Transport    string        `json:"transport"`
+	KernelParams string        `json:"kernel_params,omitempty"`
+	BootTimeout  time.Duration `json:"boot_timeout"`
+	Debug        bool          `json:"debug,omitempty"`
+}
+
+// Host is what the host offers; detected once per process.
+type Host struct {
+	KVM   hypervisor.KVMStatus
+	Vsock hypervisor.VsockStatus
+}
+
+// DetectHost probes KVM and vsock.
+func DetectHost() Host {
+	return Host{KVM: hypervisor.DetectKVM(), Vsock: hypervisor.DetectVsock()}
+}
+
+// Resolve turns the configuration into a SandboxConfig for this host.
+// Warnings (such as falling back to TCG) are returned for the caller to log
+// once.
+func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
+	var warns []string
+	accel, warn, err := hypervisor.ChooseAccel(c.Accel, h.KVM)
+	if err != nil {
+		return SandboxConfig{}, nil, err
+	}
+	if warn != "" {
+		warns = append(warns, warn)
+	}
+	transport := c.Transport
+	switch transport {
+	case "auto":
+		transport = "serial"
+		if h.Vsock.Usable {
+			transport = "vsock"
+		}
+	case "vsock":
+		if !h.Vsock.Usable {
+			return SandboxConfig{}, nil, fmt.Errorf("transport vsock: %s", h.Vsock.Reason)
+		}
+	}
+	qemu, err := exec.LookPath(c.QEMU)
+	if err != nil {
+		return SandboxConfig{}, nil, fmt.Errorf("qemu %q: %w (try: apt-get install qemu-system-x86)", c.QEMU, err)
+	}
+	for key, p := range map[string]string{"kernel": c.Kernel, "initrd": c.Initrd} {
+		if _, err := os.Stat(p); err != nil {
+			return SandboxConfig{}, nil, fmt.Errorf("%s: %w (try: make install, or set %s in %s)", key, err, key, configName(c))
+		}
+	}
+	sc := SandboxConfig{
+		QEMU: qemu, Kernel: c.Kernel, Initrd: c.Initrd, Machine: c.Machine,
+		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
+		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug,
+	}
+	if c.SharedFS == "virtio-fs" {
+		if _, err := os.Stat(c.Virtiofsd); err != nil {
+			return SandboxConfig{}, nil, fmt.Errorf("virtiofsd: %w (try: apt-get install qemu-system-x86, or set shared_fs = \"9p\")", err)
+		}
+		sc.Virtiofsd = c.Virtiofsd
+	}
+	return sc, warns, nil
+}
+
+func configName(c *config.Config) string {
+	if c.Source != "" {
+		return c.Source
+	}
+	return config.SystemPath
+}

@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// The guest sees the host only through one shared directory per sandbox.
+// The container's rootfs and the sources of its bind mounts are bind-mounted
+// into it on the host, and the spec handed to the agent names their guest
+// paths instead. Read-only bind mounts are read-only on the host side too,
+// so a compromised guest cannot write through them.
+
+// prepareShare bind-mounts the rootfs and the spec's bind-mount sources into
+// the share and returns a copy of the spec rewritten for the guest. Undo
+// steps go on cl.
+func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error) {
+	if err := os.MkdirAll(d.Share(), 0o700); err != nil {
+		return nil, fmt.Errorf("make share: %w", err)
+	}
+	base := filepath.Join(d.Share(), cid)
+	cl.Add(func() { removeMounted(base) })
+
+	rootDst := d.ShareRootfs(cid)
+	if err := bindMount(b.Rootfs, rootDst, true, b.Spec.Root.Readonly); err != nil {
+		return nil, fmt.Errorf("share rootfs: %w", err)
+	}
+
+	spec := *b.Spec
+	spec.Mounts = make([]specs.Mount, len(b.Spec.Mounts))
+	for i, m := range b.Spec.Mounts {
+		spec.Mounts[i] = m
+		if !isBind(m) {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(b.Dir, src)
+		}
+		ro, rec := false, false
+		for _, o := range m.Options {
+			switch o {
+			case "ro":
+				ro = true
+			case "rbind":
+				rec = true
+			}
+		}
+		dst := d.ShareMount(cid, i)
+		if err := bindMount(src, dst, rec, ro); err != nil {
+			return nil, fmt.Errorf("share mount %s: %w", m.Destination, err)
+		}
+		spec.Mounts[i].Source = GuestMount(cid, i)
+	}
+	return &spec, nil
+}
+
+func isBind(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return false
+}
+
+// bindMount binds src (a file or a directory) onto dst, creating dst, and
+// makes it read-only if asked. Its propagation is private so that nothing
+// mounted later below the source leaks into the share.
+func bindMount(src, dst string, recursive, readonly bool) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if st.IsDir() {
+		err = os.Mkdir(dst, 0o700)
+	} else {
+		var f *os.File
+		f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("make mountpoint: %w", err)
+	}
+	flags := uintptr(unix.MS_BIND)
+	if recursive {
+		flags |= unix.MS_REC
+	}
+	if err := unix.Mount(src, dst, "", flags, ""); err != nil {
+		return fmt.Errorf("bind %s to %s: %w", src, dst, err)
+	}
+	if err := unix.Mount("", dst, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		unix.Unmount(dst, unix.MNT_DETACH)
+		return fmt.Errorf("make %s private: %w", dst, err)
+	}
+	if readonly {
+		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			unix.Unmount(dst, unix.MNT_DETACH)
+			return fmt.Errorf("make %s read-only: %w", dst, err)
+		}
+	}
+	return nil
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	mounts, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mounts[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mountsUnder lists the mount points at or below dir in mount order.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 etc.) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// removeMounted unmounts everything below dir and then removes it. It never
+// removes anything while a mount is left below dir: that would delete the
+// user's files through a bind mount.
+func removeMounted(dir string) error {
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	left, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("remove %s: still mounted: %s", dir, strings.Join(left, ", "))
+	}
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
