@@ -1,0 +1,227 @@
+package guest
+
+// Guest cgroups. Each container gets /sys/fs/cgroup/runvirt/<id> in the
+// guest's cgroup v2 tree with the spec's resources; its processes are cloned
+// straight into it (CLONE_INTO_CGROUP), so no process ever runs outside it.
+// Without a cgroup2 mount at /sys/fs/cgroup (a kernel without cgroups, or a
+// test host on v1) containers run without guest cgroups.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// cgroupRoot is where the guest's cgroup2 tree is mounted; a variable so that
+// tests on a hybrid host can point it at a cgroup2 mount elsewhere.
+var cgroupRoot = "/sys/fs/cgroup"
+
+// cgroupParent groups the containers' cgroups, so that the agent's own
+// cgroup (the root) has no siblings to compete with.
+const cgroupParent = "runvirt"
+
+// cgroupsEnabled reports whether cgroupRoot is a cgroup2 mount.
+func cgroupsEnabled() bool {
+	var st unix.Statfs_t
+	return unix.Statfs(cgroupRoot, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+func cgroupDir(id string) string {
+	return filepath.Join(cgroupRoot, cgroupParent, id)
+}
+
+// setupCgroup creates the container's cgroup, applies the spec's resources
+// and returns the open directory for CLONE_INTO_CGROUP; nil without cgroups.
+func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
+	if !cgroupsEnabled() {
+		return nil, nil
+	}
+	parent := filepath.Join(cgroupRoot, cgroupParent)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", parent, err)
+	}
+	enableControllers(cgroupRoot)
+	enableControllers(parent)
+	dir := cgroupDir(id)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	if linux != nil && linux.Resources != nil {
+		if err := applyResources(dir, linux.Resources); err != nil {
+			_ = os.Remove(dir)
+			return nil, err
+		}
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	return f, nil
+}
+
+// openCgroup opens an existing container cgroup; nil when there is none.
+func openCgroup(id string) (*os.File, error) {
+	if !cgroupsEnabled() {
+		return nil, nil
+	}
+	f, err := os.Open(cgroupDir(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	return f, nil
+}
+
+// RemoveCgroup removes the container's guest cgroup once all its processes
+// have exited (rmdir fails with EBUSY before). A missing cgroup is no error.
+func RemoveCgroup(id string) error {
+	if err := validateID(id); err != nil {
+		return err
+	}
+	err := os.Remove(cgroupDir(id))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove cgroup of %s: %w", id, err)
+	}
+	return nil
+}
+
+// enableControllers turns on every available controller for dir's children.
+// Failures are left to show later: a resource file that is missing names the
+// controller the guest kernel lacks.
+func enableControllers(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return
+	}
+	for _, c := range strings.Fields(string(b)) {
+		_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+c), 0)
+	}
+}
+
+// cgroupWrite is one resource file and its value.
+type cgroupWrite struct {
+	file, value string
+}
+
+// resourceWrites translates spec resources into cgroup v2 files as runc's v2
+// manager does. Only memory, swap, cpu and pids are handled.
+func resourceWrites(r *specs.LinuxResources) []cgroupWrite {
+	var w []cgroupWrite
+	if m := r.Memory; m != nil {
+		if m.Limit != nil {
+			w = append(w, cgroupWrite{"memory.max", limitValue(*m.Limit)})
+		}
+		if m.Swap != nil {
+			// The spec's swap is memory+swap; v2's memory.swap.max is swap.
+			if v, ok := swapValue(*m.Swap, m.Limit); ok {
+				w = append(w, cgroupWrite{"memory.swap.max", v})
+			}
+		}
+	}
+	if c := r.CPU; c != nil {
+		if c.Shares != nil && *c.Shares != 0 {
+			w = append(w, cgroupWrite{"cpu.weight", strconv.FormatUint(cpuSharesToWeight(*c.Shares), 10)})
+		}
+		if v, ok := cpuMax(c.Quota, c.Period); ok {
+			w = append(w, cgroupWrite{"cpu.max", v})
+		}
+	}
+	if p := r.Pids; p != nil && p.Limit != nil && *p.Limit != 0 {
+		w = append(w, cgroupWrite{"pids.max", limitValue(*p.Limit)})
+	}
+	return w
+}
+
+// limitValue writes a negative limit as "max" (unlimited).
+func limitValue(v int64) string {
+	if v < 0 {
+		return "max"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func swapValue(swap int64, limit *int64) (string, bool) {
+	switch {
+	case swap < 0:
+		return "max", true
+	case limit == nil || *limit < 0:
+		return "", false // swap relative to no limit means nothing
+	case swap < *limit:
+		return "", false // invalid; runc rejects it, the memory.max write still applies
+	default:
+		return strconv.FormatInt(swap-*limit, 10), true
+	}
+}
+
+// cpuMax renders cpu.max ("quota period", quota "max" when unlimited).
+func cpuMax(quota *int64, period *uint64) (string, bool) {
+	hasQuota := quota != nil && *quota != 0
+	hasPeriod := period != nil && *period != 0
+	if !hasQuota && !hasPeriod {
+		return "", false
+	}
+	q := "max"
+	if hasQuota && *quota > 0 {
+		q = strconv.FormatInt(*quota, 10)
+	}
+	p := uint64(100000) // the kernel's default period
+	if hasPeriod {
+		p = *period
+	}
+	return q + " " + strconv.FormatUint(p, 10), true
+}
+
+// cpuSharesToWeight is runc's linear map from cgroup v1 cpu.shares [2, 262144]
+// to v2 cpu.weight [1, 10000] (libcontainer's ConvertCPUSharesToCgroupV2Value
+// before 2025), so 1024 shares, the v1 default, become weight 39.
+func cpuSharesToWeight(shares uint64) uint64 {
+	if shares == 0 {
+		return 0
+	}
+	if shares < 2 {
+		shares = 2
+	}
+	if shares > 262144 {
+		shares = 262144
+	}
+	return 1 + ((shares-2)*9999)/262142
+}
+
+func applyResources(dir string, r *specs.LinuxResources) error {
+	for _, w := range resourceWrites(r) {
+		if err := writeExisting(filepath.Join(dir, w.file), w.value); err != nil {
+			if errors.Is(err, os.ErrNotExist) && w.file == "memory.swap.max" {
+				continue // no swap accounting: a swap limit is moot
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				ctrl, _, _ := strings.Cut(w.file, ".")
+				return fmt.Errorf("set %s: %s controller not available in the guest: %w", w.file, ctrl, err)
+			}
+			return fmt.Errorf("set %s to %s: %w", w.file, w.value, err)
+		}
+	}
+	return nil
+}
+
+// writeExisting writes a cgroup file without creating it: a missing file
+// means a missing controller and must say so.
+func writeExisting(path, value string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(value); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

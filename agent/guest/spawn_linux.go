@@ -1,0 +1,614 @@
+package guest
+
+// Starting container processes without cgo.
+//
+// A Go process cannot safely fork and then run arbitrary code before execve,
+// and it cannot setns(2) into a mount namespace once it has more than one
+// thread. So, like runc, the agent re-executes itself (/proc/self/exe) with a
+// magic argv[1]; that fresh process does the container setup on one locked
+// thread and then execs the workload. The parent hands it its configuration as
+// JSON on one pipe (fd 3) and reads its reports on another (fd 4), which the
+// child marks close-on-exec: the child writes {"stage":"exec"} just before
+// execve, so "stage seen, then EOF" means the workload is running, an error
+// report means setup failed, and EOF alone means the child died before it could
+// say why.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Magic argv[1] values that turn the agent binary into a container child.
+const (
+	childInitArg = "__runvirt_init"
+	childExecArg = "__runvirt_exec"
+)
+
+// Descriptors the child finds open (after the three stdio ones).
+const (
+	childConfigFd = 3 // read end of the config pipe
+	childReportFd = 4 // write end of the report pipe
+	childMntNSFd  = 5 // exec only: the container's mount namespace
+)
+
+// maxReportSize bounds what the parent reads from a child; a report is one
+// short error message.
+const maxReportSize = 64 << 10
+
+// Stdio are the files the new process gets as fds 0,1,2. For a terminal,
+// all three are the pty slave and Setctty is true (the child calls setsid and
+// TIOCSCTTY on fd 0). A nil file is replaced by /dev/null so that the workload
+// never starts with a closed standard descriptor.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+	Setctty               bool
+}
+
+// ExecError is returned when the workload itself cannot be executed. Its
+// message has runc's wording (it is exec.Error's), because clients map it to
+// exit codes: docker turns "no such file or directory" and "executable file
+// not found" into 127 and "permission denied" into 126.
+type ExecError struct {
+	Name string // the executable as the spec names it (args[0])
+	Err  error  // the cause; wraps the errno where there was one
+}
+
+func (e *ExecError) Error() string {
+	return "exec: " + strconv.Quote(e.Name) + ": " + e.Err.Error()
+}
+
+func (e *ExecError) Unwrap() error { return e.Err }
+
+// remoteErr carries an error message and errno across the report pipe, so that
+// errors.Is(err, unix.ENOENT) still works in the parent.
+type remoteErr struct {
+	msg   string
+	errno unix.Errno
+}
+
+func (e *remoteErr) Error() string { return e.msg }
+
+func (e *remoteErr) Unwrap() error {
+	if e.errno == 0 {
+		return nil
+	}
+	return e.errno
+}
+
+// childConfig is what the parent sends the child on fd 3.
+type childConfig struct {
+	ID      string         `json:"id"`
+	Spec    *specs.Spec    `json:"spec,omitempty"`   // init only
+	Rootfs  string         `json:"rootfs,omitempty"` // init only
+	Process *specs.Process `json:"process"`
+	// NewCgroupNS asks the child to unshare its cgroup namespace itself, once
+	// it is inside its cgroup (a namespace made at clone time would be rooted
+	// at the agent's cgroup).
+	NewCgroupNS bool `json:"new_cgroup_ns,omitempty"`
+	// Terminal: stdio is a pty, so /dev/console must be bound to it.
+	Terminal bool `json:"terminal,omitempty"`
+}
+
+// childReport is one message from the child on fd 4.
+type childReport struct {
+	Stage    string `json:"stage,omitempty"` // "exec": execve is next
+	Error    string `json:"error,omitempty"`
+	Errno    int    `json:"errno,omitempty"`
+	ExecName string `json:"exec_name,omitempty"` // set when Error is an ExecError
+}
+
+// SpawnInit starts the init process of a container whose root filesystem is at rootfs
+// (a guest path, already mounted, writable by the agent). It returns once the workload
+// has been execve'd or failed to. The caller reaps the process (a PID-1 reaper loop uses
+// wait4(-1)); SpawnInit never waits for it.
+func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Process, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
+		return nil, fmt.Errorf("spawn init %s: spec has no process args", id)
+	}
+	flags, newCgroupNS := initCloneFlags(spec)
+	cfg := &childConfig{
+		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
+		NewCgroupNS: newCgroupNS, Terminal: spec.Process.Terminal,
+	}
+	cg, err := setupCgroup(id, spec.Linux)
+	if err != nil {
+		return nil, fmt.Errorf("spawn init %s: %w", id, err)
+	}
+	if cg != nil {
+		defer cg.Close()
+	}
+	sys := &syscall.SysProcAttr{Cloneflags: flags}
+	p, err := spawnChild(childInitArg, cfg, stdio, sys, cg, nil)
+	if err != nil {
+		if cg != nil {
+			// Best effort: the child may still be exiting (EBUSY), and an
+			// empty cgroup left behind only leaks a directory.
+			_ = RemoveCgroup(id)
+		}
+		return nil, wrapSpawnError("spawn init "+id, err)
+	}
+	return p, nil
+}
+
+// wrapSpawnError adds context to a setup error but returns an ExecError as it
+// is: clients match its exact wording.
+func wrapSpawnError(context string, err error) error {
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		return ee
+	}
+	return fmt.Errorf("%s: %w", context, err)
+}
+
+// initCloneFlags returns the namespaces a container init is cloned into. The
+// mount, pid, ipc and uts namespaces are always new; a network namespace entry
+// without a path gets a new one (with a path, the host has mapped networking
+// into the guest's own namespace). A cgroup namespace is not made at clone
+// time but reported separately (see childConfig.NewCgroupNS).
+func initCloneFlags(spec *specs.Spec) (flags uintptr, newCgroupNS bool) {
+	flags = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
+	if spec.Linux == nil {
+		return flags, false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		switch ns.Type {
+		case specs.NetworkNamespace:
+			if ns.Path == "" {
+				flags |= unix.CLONE_NEWNET
+			}
+		case specs.CgroupNamespace:
+			newCgroupNS = true
+		}
+	}
+	return flags, newCgroupNS
+}
+
+// execNamespaces are the namespaces SpawnExec joins from the parent side, in
+// this order. The mount namespace is joined by the child (see runExecChild).
+var execNamespaces = []struct {
+	name string
+	flag int
+}{
+	{"cgroup", unix.CLONE_NEWCGROUP},
+	{"ipc", unix.CLONE_NEWIPC},
+	{"uts", unix.CLONE_NEWUTS},
+	{"net", unix.CLONE_NEWNET},
+	{"pid", unix.CLONE_NEWPID},
+}
+
+// SpawnExec starts p inside the namespaces (mount, pid, ipc, uts, net, cgroup) of the
+// running init process initPid of the container, as `runc exec` does. Same reaping rule
+// as SpawnInit. spec is the container's spec; only p's fields are applied.
+//
+// The pid, ipc, uts, net and cgroup namespaces are joined by a throwaway OS
+// thread of the agent, which then forks the child (a child inherits its
+// namespaces from the forking thread). The mount namespace cannot be joined
+// there because Go's threads share one fs_struct, so the child joins it after
+// unsharing CLONE_FS on its own locked thread.
+func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio Stdio) (*os.Process, error) {
+	if err := validateID(id); err != nil {
+		return nil, err
+	}
+	if p == nil || len(p.Args) == 0 {
+		return nil, fmt.Errorf("spawn exec in %s: process has no args", id)
+	}
+	mnt, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", initPid))
+	if err != nil {
+		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+	}
+	defer mnt.Close()
+	cg, err := openCgroup(id)
+	if err != nil {
+		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+	}
+	if cg != nil {
+		defer cg.Close()
+	}
+	cfg := &childConfig{ID: id, Process: p, Terminal: p.Terminal}
+
+	type result struct {
+		p   *os.Process
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread's namespaces are changed for good, so
+		// the runtime must end it when this goroutine returns.
+		runtime.LockOSThread()
+		if err := joinNamespaces(initPid); err != nil {
+			done <- result{nil, err}
+			return
+		}
+		proc, err := spawnChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mnt)
+		done <- result{proc, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return nil, wrapSpawnError("spawn exec in "+id, r.err)
+	}
+	return r.p, nil
+}
+
+// joinNamespaces moves the calling (locked) thread into initPid's namespaces.
+// All files are opened first so that a vanished init fails before anything
+// changed.
+func joinNamespaces(initPid int) error {
+	files := make([]*os.File, 0, len(execNamespaces))
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, ns := range execNamespaces {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", initPid, ns.name))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) && ns.name == "cgroup" {
+				files = append(files, nil) // kernel without cgroup namespaces
+				continue
+			}
+			return fmt.Errorf("open %s namespace: %w", ns.name, err)
+		}
+		files = append(files, f)
+	}
+	for i, ns := range execNamespaces {
+		if files[i] == nil {
+			continue
+		}
+		if err := unix.Setns(int(files[i].Fd()), ns.flag); err != nil {
+			return fmt.Errorf("join %s namespace of pid %d: %w", ns.name, initPid, err)
+		}
+	}
+	return nil
+}
+
+// spawnChild starts the agent binary as a container child and waits for its
+// verdict. extra, when not nil, becomes the child's fd 5.
+func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, extra *os.File) (*os.Process, error) {
+	files, closeStdio, err := stdioFiles(stdio)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStdio()
+	if stdio.Setctty {
+		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
+	}
+	if cg != nil {
+		sys.UseCgroupFD, sys.CgroupFD = true, int(cg.Fd())
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("config pipe: %w", err)
+	}
+	defer cfgW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		return nil, fmt.Errorf("report pipe: %w", err)
+	}
+	defer repR.Close()
+	files = append(files, cfgR, repW)
+	if extra != nil {
+		files = append(files, extra)
+	}
+	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
+		Files: files,
+		Env:   []string{},
+		Sys:   sys,
+	})
+	// Our copies of the child's ends must go, or EOF never comes.
+	cfgR.Close()
+	repW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start child: %w", err)
+	}
+	if err := sendConfig(cfgW, cfg); err != nil {
+		_ = p.Kill()
+		return nil, err
+	}
+	if err := readReports(repR); err != nil {
+		// The child exits by itself after reporting; kill covers a child
+		// that got stuck.
+		_ = p.Kill()
+		return nil, err
+	}
+	return p, nil
+}
+
+// stdioFiles returns fds 0-2 for the child, opening /dev/null for missing ones.
+func stdioFiles(stdio Stdio) ([]*os.File, func(), error) {
+	var null *os.File
+	closeNull := func() {
+		if null != nil {
+			null.Close()
+		}
+	}
+	files := []*os.File{stdio.Stdin, stdio.Stdout, stdio.Stderr}
+	for i, f := range files {
+		if f != nil {
+			continue
+		}
+		if null == nil {
+			var err error
+			if null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+				return nil, nil, fmt.Errorf("open stdio: %w", err)
+			}
+		}
+		files[i] = null
+	}
+	return files, closeNull, nil
+}
+
+func sendConfig(w *os.File, cfg *childConfig) error {
+	defer w.Close()
+	if err := json.NewEncoder(w).Encode(cfg); err != nil {
+		return fmt.Errorf("send config to child: %w", err)
+	}
+	return nil
+}
+
+// readReports reads the child's reports until EOF and turns them into the
+// child's verdict: nil once the child reached execve and the pipe closed.
+func readReports(r io.Reader) error {
+	dec := json.NewDecoder(io.LimitReader(r, maxReportSize))
+	execing := false
+	for {
+		var rep childReport
+		err := dec.Decode(&rep)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read child report: %w", err)
+		}
+		if rep.Error != "" {
+			return reportError(rep)
+		}
+		if rep.Stage == "exec" {
+			execing = true
+		}
+	}
+	if !execing {
+		return errors.New("container process exited before exec")
+	}
+	return nil
+}
+
+func reportError(rep childReport) error {
+	cause := &remoteErr{msg: rep.Error, errno: unix.Errno(rep.Errno)}
+	if rep.ExecName != "" {
+		return &ExecError{Name: rep.ExecName, Err: cause}
+	}
+	return cause
+}
+
+// validateID keeps a container ID usable as one path element (it names the
+// guest cgroup).
+func validateID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
+		return fmt.Errorf("invalid container id %q", id)
+	}
+	return nil
+}
+
+// MaybeRunChild must be called first thing in the agent's main(). If os.Args show that this
+// process is a re-exec'd container child, it performs the child's work and never returns;
+// otherwise it returns immediately.
+func MaybeRunChild() {
+	if len(os.Args) < 2 || (os.Args[1] != childInitArg && os.Args[1] != childExecArg) {
+		return
+	}
+	// Everything per-thread (capabilities, bounding set, namespaces joined,
+	// the unshared fs_struct) must be done on the thread that calls execve.
+	runtime.LockOSThread()
+	report := os.NewFile(childReportFd, "report")
+	err := runChild(os.Args[1])
+	// Only reached on failure: success ends in execve.
+	writeReport(report, errorReport(err))
+	os.Exit(1)
+}
+
+func runChild(mode string) error {
+	unix.CloseOnExec(childReportFd)
+	cfg, err := readConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Process == nil || len(cfg.Process.Args) == 0 {
+		return errors.New("child config has no process")
+	}
+	if mode == childInitArg {
+		return runInitChild(cfg)
+	}
+	return runExecChild(cfg)
+}
+
+func readConfig() (*childConfig, error) {
+	f := os.NewFile(childConfigFd, "config")
+	defer f.Close()
+	var cfg childConfig
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("read child config: %w", err)
+	}
+	return &cfg, nil
+}
+
+func errorReport(err error) childReport {
+	if err == nil {
+		err = errors.New("container child failed")
+	}
+	rep := childReport{Error: err.Error()}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		rep.Errno = int(errno)
+	}
+	var ee *ExecError
+	if errors.As(err, &ee) {
+		rep.ExecName = ee.Name
+		rep.Error = ee.Err.Error()
+	}
+	return rep
+}
+
+func writeReport(w *os.File, rep childReport) {
+	// Nothing to do on failure: the parent sees EOF and reports that.
+	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// runInitChild sets up the container around itself and execs the workload.
+func runInitChild(cfg *childConfig) error {
+	spec := cfg.Spec
+	if spec == nil {
+		return errors.New("child config has no spec")
+	}
+	// Devices and mountpoints are created with exact modes; the spec's umask
+	// applies to the workload only.
+	unix.Umask(0)
+	if err := setOOMScoreAdj(cfg.Process); err != nil {
+		return err
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("unshare cgroup namespace: %w", err)
+		}
+	}
+	lastCap, err := lastCapability()
+	if err != nil {
+		return err
+	}
+	if err := prepareRootfs(spec, cfg.Rootfs, cfg.Terminal); err != nil {
+		return err
+	}
+	if err := finishRootfs(spec); err != nil {
+		return err
+	}
+	if err := setUTS(spec); err != nil {
+		return err
+	}
+	// runc creates a missing cwd, as root and before / may become read-only.
+	if cwd := cfg.Process.Cwd; cwd != "" {
+		if err := os.MkdirAll(cwd, 0o755); err != nil {
+			return fmt.Errorf("create cwd %s: %w", cwd, err)
+		}
+	}
+	if err := readonlyRoot(spec); err != nil {
+		return err
+	}
+	return finishProcess(cfg.Process, lastCap)
+}
+
+// runExecChild joins the container's mount namespace (the others were
+// inherited from the parent's thread) and execs the workload.
+func runExecChild(cfg *childConfig) error {
+	unix.Umask(0)
+	if err := setOOMScoreAdj(cfg.Process); err != nil {
+		return err
+	}
+	lastCap, err := lastCapability()
+	if err != nil {
+		return err
+	}
+	// setns(CLONE_NEWNS) needs an fs_struct of our own; this thread is locked,
+	// so the rest of the setup and execve see the new root.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare fs: %w", err)
+	}
+	if err := unix.Setns(childMntNSFd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join mount namespace: %w", err)
+	}
+	unix.Close(childMntNSFd)
+	return finishProcess(cfg.Process, lastCap)
+}
+
+// finishProcess applies the process-level settings, common to init and exec,
+// in runc's order, and execs the workload.
+func finishProcess(p *specs.Process, lastCap int) error {
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	// A cwd only the workload's user may enter is entered after the switch.
+	chdirErr := unix.Chdir(cwd)
+	if err := setRlimits(p.Rlimits); err != nil {
+		return err
+	}
+	env := processEnv(p)
+	if err := applyCreds(p, lastCap); err != nil {
+		return err
+	}
+	if chdirErr != nil {
+		if err := unix.Chdir(cwd); err != nil {
+			return fmt.Errorf("chdir to cwd %s: %w", cwd, err)
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	// TODO(#7): seccomp
+	umask := uint32(0o022)
+	if p.User.Umask != nil {
+		umask = *p.User.Umask
+	}
+	unix.Umask(int(umask))
+	path, err := lookPath("", p.Args[0], envValue(env, "PATH"))
+	if err != nil {
+		return err
+	}
+	if err := closeExtraFds(); err != nil {
+		return err
+	}
+	report := os.NewFile(childReportFd, "report")
+	writeReport(report, childReport{Stage: "exec"})
+	err = syscall.Exec(path, p.Args, env)
+	return &ExecError{Name: p.Args[0], Err: err}
+}
+
+// closeExtraFds marks every fd above stdio close-on-exec so that nothing of
+// the agent leaks into the workload (the report pipe closes at execve too).
+func closeExtraFds() error {
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("mark fds close-on-exec: %w", err)
+	}
+	return nil
+}
+
+// setOOMScoreAdj runs before any mount so that /proc is still the agent's.
+func setOOMScoreAdj(p *specs.Process) error {
+	if p.OOMScoreAdj == nil {
+		return nil
+	}
+	v := strconv.Itoa(*p.OOMScoreAdj)
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(v), 0); err != nil {
+		return fmt.Errorf("set oom_score_adj %s: %w", v, err)
+	}
+	return nil
+}
+
+// setUTS applies hostname and domainname; the UTS namespace is always new.
+func setUTS(spec *specs.Spec) error {
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
+		}
+	}
+	if spec.Domainname != "" {
+		if err := unix.Setdomainname([]byte(spec.Domainname)); err != nil {
+			return fmt.Errorf("set domainname %q: %w", spec.Domainname, err)
+		}
+	}
+	return nil
+}

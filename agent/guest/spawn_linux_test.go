@@ -1,0 +1,613 @@
+package guest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// TestMain lets SpawnInit and SpawnExec re-execute the test binary as the
+// container child.
+func TestMain(m *testing.M) {
+	MaybeRunChild()
+	os.Exit(m.Run())
+}
+
+const busybox = "/bin/busybox"
+
+// requiresRoot skips tests that create namespaces and mounts.
+func requiresRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping, needs root to create namespaces and mounts (try: sudo go test ./agent/)")
+	}
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skipf("skipping, needs a static busybox at %s (try: apt-get install busybox-static): %v", busybox, err)
+	}
+}
+
+// busyboxRootfs builds a minimal root filesystem and fails the test if the
+// test leaves anything mounted on the host.
+func busyboxRootfs(t *testing.T) string {
+	t.Helper()
+	before := hostMounts(t)
+	t.Cleanup(func() {
+		if after := hostMounts(t); after != before {
+			t.Errorf("mounts leaked on the host:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+	root := filepath.Join(t.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/app"} {
+		mustMkdir(t, filepath.Join(root, d))
+	}
+	// Traversable by the unprivileged users of the tests.
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(busybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin/busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range []string{"sh", "echo", "cat", "id", "hostname", "ls", "sleep", "touch",
+		"pwd", "grep", "test", "stat", "tr", "mkdir", "head", "readlink", "true"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	passwd := "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/passwd"), []byte(passwd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// hostMounts is this process's mount table: any mount left behind by a test
+// changes it.
+func hostMounts(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+var defaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+
+// testSpec mimics `runc spec` with the given command.
+func testSpec(args ...string) *specs.Spec {
+	return &specs.Spec{
+		Version:  specs.Version,
+		Hostname: "ctr-host",
+		Root:     &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{
+			Args: args,
+			Env:  []string{"PATH=/usr/local/bin:/usr/bin:/bin", "TERM=xterm"},
+			Cwd:  "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+			{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			MaskedPaths: []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+				"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+				"/sys/firmware", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+// result is what a finished container process left behind.
+type result struct {
+	stdout, stderr string
+	status         unix.WaitStatus
+}
+
+// pipeStdio gives a child pipes as stdio and collects what it writes.
+type pipeStdio struct {
+	child          Stdio
+	stdinW         *os.File
+	stdout, stderr bytes.Buffer
+	wg             sync.WaitGroup
+	lines          chan string // stdout, line by line, as it comes
+}
+
+func newPipeStdio(t *testing.T) *pipeStdio {
+	t.Helper()
+	var files [6]*os.File
+	for i := 0; i < 6; i += 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i], files[i+1] = r, w
+	}
+	s := &pipeStdio{
+		child:  Stdio{Stdin: files[0], Stdout: files[3], Stderr: files[5]},
+		stdinW: files[1],
+		lines:  make(chan string, 100),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		defer close(s.lines)
+		var line []byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := files[2].Read(buf)
+			s.stdout.Write(buf[:n])
+			for _, c := range buf[:n] {
+				if c == '\n' {
+					s.lines <- string(line)
+					line = line[:0]
+				} else {
+					line = append(line, c)
+				}
+			}
+			if err != nil {
+				files[2].Close()
+				return
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		io.Copy(&s.stderr, files[4])
+		files[4].Close()
+	}()
+	return s
+}
+
+// closeChild drops our copies of the child's ends (after the spawn).
+func (s *pipeStdio) closeChild() {
+	s.child.Stdin.Close()
+	s.child.Stdout.Close()
+	s.child.Stderr.Close()
+	s.stdinW.Close()
+}
+
+// waitLine waits for the next stdout line.
+func (s *pipeStdio) waitLine(t *testing.T) string {
+	t.Helper()
+	select {
+	case l, ok := <-s.lines:
+		if !ok {
+			t.Fatalf("stdout closed; stderr: %s", s.stderr.String())
+		}
+		return l
+	case <-time.After(20 * time.Second):
+		t.Fatal("timed out waiting for output")
+	}
+	return ""
+}
+
+// reap waits for pid, as the agent's reaper would.
+func reap(t *testing.T, pid int) unix.WaitStatus {
+	t.Helper()
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("wait4 %d: %v", pid, err)
+		}
+		return ws
+	}
+}
+
+// reapAny reaps a child that a failed spawn left behind.
+func reapAny(t *testing.T) {
+	t.Helper()
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return
+	}
+}
+
+// runInit runs a container init to completion.
+func runInit(t *testing.T, id string, spec *specs.Spec, rootfs string) result {
+	t.Helper()
+	s := newPipeStdio(t)
+	p, err := SpawnInit(id, spec, rootfs, s.child)
+	s.closeChild()
+	if err != nil {
+		reapAny(t)
+		s.wg.Wait()
+		t.Fatalf("SpawnInit: %v (stderr: %s)", err, s.stderr.String())
+	}
+	ws := reap(t, p.Pid)
+	s.wg.Wait()
+	return result{s.stdout.String(), s.stderr.String(), ws}
+}
+
+func TestSpawnInitProcess(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	oom := 500
+	spec := testSpec("sh", "-c", `hostname; pwd; echo "$FOO"; echo "$HOME"; echo $$; cat /proc/1/comm; `+
+		`ulimit -n; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status; `+
+		`cat /proc/sys/kernel/shm_rmid_forced; umask; test -c /dev/null && test -L /dev/ptmx && echo devices`)
+	spec.Process.Cwd = "/work/dir" // missing: created as runc does
+	spec.Process.Env = append(spec.Process.Env, "FOO=bar baz")
+	spec.Process.OOMScoreAdj = &oom
+	spec.Linux.Sysctl = map[string]string{"kernel.shm_rmid_forced": "1"}
+	r := runInit(t, "proc-test", spec, root)
+	want := "ctr-host\n/work/dir\nbar baz\n/root\n1\nsh\n1024\n500\nNoNewPrivs:\t1\n1\n0022\ndevices\n"
+	if r.stdout != want || r.status.ExitStatus() != 0 {
+		t.Errorf("got stdout %q (status %v, stderr %q), want %q", r.stdout, r.status, r.stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(root, "work/dir")); err != nil {
+		t.Errorf("cwd not created in the rootfs: %v", err)
+	}
+}
+
+func TestSpawnInitExitStatus(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	r := runInit(t, "exit-test", testSpec("sh", "-c", "echo oops >&2; exit 3"), root)
+	if r.status.ExitStatus() != 3 || r.stderr != "oops\n" {
+		t.Errorf("status %v stderr %q, want 3 and oops", r.status, r.stderr)
+	}
+}
+
+// statusFields returns the named lines of /proc/self/status output.
+func statusFields(out string, names ...string) map[string]string {
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
+		}
+		for _, n := range names {
+			if k == n {
+				m[k] = strings.Join(strings.Fields(v), " ")
+			}
+		}
+	}
+	return m
+}
+
+func capMask(t *testing.T, names ...string) string {
+	t.Helper()
+	var m uint64
+	for _, n := range names {
+		c, err := capNumber(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m |= 1 << c
+	}
+	return fmt.Sprintf("%016x", m)
+}
+
+func TestSpawnInitRootCapabilities(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	r := runInit(t, "caps-root", testSpec("cat", "/proc/self/status"), root)
+	got := statusFields(r.stdout, "Uid", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+	def := capMask(t, defaultCaps...)
+	want := map[string]string{"Uid": "0 0 0 0", "CapInh": capMask(t), "CapPrm": def, "CapEff": def, "CapBnd": def, "CapAmb": capMask(t)}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (stderr %q)", k, got[k], v, r.stderr)
+		}
+	}
+}
+
+func TestSpawnInitUserAndAmbient(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	spec := testSpec("sh", "-c", "cat /proc/self/status; echo home=$HOME; umask; pwd")
+	u := uint32(0o077)
+	spec.Process.User = specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10, 20}, Umask: &u}
+	spec.Process.Cwd = "/home/app"
+	caps := []string{"CAP_NET_BIND_SERVICE", "CAP_KILL"}
+	spec.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding: defaultCaps, Effective: caps, Permitted: caps, Inheritable: caps, Ambient: caps,
+	}
+	r := runInit(t, "caps-user", spec, root)
+	got := statusFields(r.stdout, "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+	amb := capMask(t, caps...)
+	// A non-root process keeps only its ambient set across execve.
+	want := map[string]string{
+		"Uid": "1000 1000 1000 1000", "Gid": "1001 1001 1001 1001", "Groups": "10 20",
+		"CapInh": amb, "CapPrm": amb, "CapEff": amb, "CapAmb": amb, "CapBnd": capMask(t, defaultCaps...),
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q (stderr %q)", k, got[k], v, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stdout, "home=/home/app\n0077\n/home/app\n") {
+		t.Errorf("HOME/umask/cwd wrong in %q", r.stdout)
+	}
+}
+
+func TestSpawnInitMounts(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "single")
+	if err := os.WriteFile(file, []byte("single file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := testSpec("sh", "-c", `cat /mnt/ro/f; touch /mnt/ro/x 2>/dev/null || echo ro-refused; `+
+		`echo written > /mnt/rw/new && echo rw-ok; cat /etc/single; `+
+		`touch /tmp/t && echo tmpfs-ok; touch /rootfile 2>/dev/null || echo rootfs-ro; `+
+		`grep -c ' /tmp tmpfs ' /proc/mounts; grep ' /sys/fs/cgroup ' /proc/mounts | grep -c cgroup2`)
+	spec.Root.Readonly = true
+	spec.Mounts = append(spec.Mounts,
+		specs.Mount{Destination: "/mnt/ro", Type: "bind", Source: src, Options: []string{"rbind", "ro", "nosuid"}},
+		specs.Mount{Destination: "/mnt/rw", Type: "none", Source: src, Options: []string{"rbind", "rw", "rprivate"}},
+		specs.Mount{Destination: "/etc/single", Type: "bind", Source: file, Options: []string{"bind", "ro"}},
+	)
+	r := runInit(t, "mounts", spec, root)
+	want := "from host\nro-refused\nrw-ok\nsingle file\ntmpfs-ok\nrootfs-ro\n1\n1\n"
+	if r.stdout != want {
+		t.Errorf("stdout %q, want %q (stderr %q)", r.stdout, want, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(src, "new")); err != nil || string(b) != "written\n" {
+		t.Errorf("write through the rw bind mount: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "rootfile")); err == nil {
+		t.Error("write reached a read-only rootfs")
+	}
+}
+
+func TestSpawnInitMaskedAndReadonlyPaths(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	mustMkdir(t, filepath.Join(root, "secret-dir"))
+	for _, f := range []string{"secret-dir/key", "etc/secret", "ro-dir/f"} {
+		mustMkdir(t, filepath.Join(root, filepath.Dir(f)))
+		if err := os.WriteFile(filepath.Join(root, f), []byte("sensitive\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := testSpec("sh", "-c", `echo "[$(cat /etc/secret)]"; echo "[$(ls /secret-dir)]"; `+
+		`echo "[$(cat /proc/timer_list 2>&1 | head -c 1)]"; touch /ro-dir/x 2>/dev/null || echo ro-refused; `+
+		`echo 1 > /proc/sys/kernel/shm_rmid_forced 2>/dev/null || echo procsys-ro; touch /ok && echo rootfs-rw`)
+	spec.Linux.MaskedPaths = append(spec.Linux.MaskedPaths, "/etc/secret", "/secret-dir", "/does/not/exist")
+	spec.Linux.ReadonlyPaths = append(spec.Linux.ReadonlyPaths, "/ro-dir", "/missing-ro")
+	r := runInit(t, "masked", spec, root)
+	want := "[]\n[]\n[]\nro-refused\nprocsys-ro\nrootfs-rw\n"
+	if r.stdout != want {
+		t.Errorf("stdout %q, want %q (stderr %q)", r.stdout, want, r.stderr)
+	}
+}
+
+func TestSpawnInitExecErrors(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	for args0, want := range map[string]string{
+		"nosuchcmd":   `exec: "nosuchcmd": executable file not found in $PATH`,
+		"/bin/nope":   `exec: "/bin/nope": stat /bin/nope: no such file or directory`,
+		"/etc/passwd": `exec: "/etc/passwd": permission denied`,
+	} {
+		s := newPipeStdio(t)
+		p, err := SpawnInit("exec-err", testSpec(args0), root, s.child)
+		s.closeChild()
+		reapAny(t)
+		s.wg.Wait()
+		var ee *ExecError
+		if p != nil || !errors.As(err, &ee) || err.Error() != want {
+			t.Errorf("SpawnInit(%s) = %v, %v; want ExecError %q", args0, p, err, want)
+		}
+	}
+}
+
+func TestSpawnInitSetupError(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	spec := testSpec("true")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source"})
+	s := newPipeStdio(t)
+	_, err := SpawnInit("setup-err", spec, root, s.child)
+	s.closeChild()
+	reapAny(t)
+	s.wg.Wait()
+	var ee *ExecError
+	if err == nil || errors.As(err, &ee) || !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "mount /mnt") {
+		t.Errorf("SpawnInit with a missing bind source = %v, want a mount error wrapping ENOENT", err)
+	}
+}
+
+func TestSpawnInitTerminal(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("skipping, cannot open a pty: %v", err)
+	}
+	defer ptmx.Close()
+	spec := testSpec("sh", "-c", `test -t 0 && echo isatty; test -c /dev/console && echo console; `+
+		`grep -o 'NSsid:.*' /proc/self/status; echo $$`)
+	spec.Process.Terminal = true
+	p, err := SpawnInit("tty", spec, root, Stdio{Stdin: tty, Stdout: tty, Stderr: tty, Setctty: true})
+	tty.Close()
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, ptmx); close(done) }() // ends with EIO once the slave is gone
+	reap(t, p.Pid)
+	<-done
+	got := strings.ReplaceAll(out.String(), "\r", "")
+	if !strings.Contains(got, "isatty\nconsole\n") || !strings.Contains(got, "NSsid:\t") {
+		t.Errorf("terminal output %q", got)
+	}
+}
+
+func TestSpawnExec(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	init := newPipeStdio(t)
+	spec := testSpec("sh", "-c", "echo data > /tmp/shared; echo ready; exec sleep 1000")
+	ip, err := SpawnInit("exec-test", spec, root, init.child)
+	init.closeChild()
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	defer func() {
+		ip.Signal(unix.SIGKILL)
+		reap(t, ip.Pid)
+		init.wg.Wait()
+	}()
+	if l := init.waitLine(t); l != "ready" {
+		t.Fatalf("init said %q", l)
+	}
+
+	proc := &specs.Process{
+		Args: []string{"sh", "-c", `cat shared; hostname; echo $$; cat /proc/1/comm; grep -E '^(Uid|CapEff)' /proc/self/status; ` +
+			`for ns in mnt pid net uts ipc; do readlink /proc/self/ns/$ns; done`},
+		Env:          []string{"PATH=/bin"},
+		Cwd:          "/tmp",
+		User:         specs.User{UID: 1000, GID: 1000},
+		Capabilities: spec.Process.Capabilities,
+	}
+	ex := newPipeStdio(t)
+	ep, err := SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
+	ex.closeChild()
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnExec: %v", err)
+	}
+	ws := reap(t, ep.Pid)
+	ex.wg.Wait()
+	lines := strings.Split(strings.TrimSpace(ex.stdout.String()), "\n")
+	if len(lines) < 6 || lines[0] != "data" || lines[1] != "ctr-host" || lines[3] != "sleep" || ws.ExitStatus() != 0 {
+		t.Fatalf("exec output %q (status %v, stderr %q)", ex.stdout.String(), ws, ex.stderr.String())
+	}
+	if pid, err := strconv.Atoi(lines[2]); err != nil || pid <= 1 || pid == ep.Pid {
+		t.Errorf("exec pid inside the container = %q, want a small pid of the container's namespace (host pid %d)", lines[2], ep.Pid)
+	}
+	if lines[4] != "Uid:\t1000\t1000\t1000\t1000" {
+		t.Errorf("exec uid line %q", lines[4])
+	}
+	nsOut := strings.Join(lines[6:], "\n")
+	for _, ns := range []string{"mnt", "pid", "net", "uts", "ipc"} {
+		want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ip.Pid, ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(nsOut, want) {
+			t.Errorf("exec is not in the init's %s namespace %s: %q", ns, want, nsOut)
+		}
+	}
+
+	// The executable is looked up in the container, with runc's wording.
+	proc.Args = []string{"nosuchcmd"}
+	ex = newPipeStdio(t)
+	_, err = SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
+	ex.closeChild()
+	ex.wg.Wait()
+	var ee *ExecError
+	if !errors.As(err, &ee) || err.Error() != `exec: "nosuchcmd": executable file not found in $PATH` {
+		t.Errorf("SpawnExec(nosuchcmd) = %v", err)
+	}
+	// Reap the failed exec child only: the init is still running.
+	if ee != nil {
+		var wsx unix.WaitStatus
+		for i := 0; i < 100; i++ {
+			if pid, _ := unix.Wait4(-1, &wsx, unix.WNOHANG, nil); pid > 0 && pid != ip.Pid {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestSpawnInitCgroup(t *testing.T) {
+	requiresRoot(t)
+	const unified = "/sys/fs/cgroup/unified"
+	old := cgroupRoot
+	if !cgroupsEnabled() {
+		cgroupRoot = unified
+		if !cgroupsEnabled() {
+			cgroupRoot = old
+			t.Skip("skipping, no cgroup2 mount at /sys/fs/cgroup or " + unified)
+		}
+	}
+	defer func() { cgroupRoot = old }()
+	parentExisted := true
+	if _, err := os.Stat(filepath.Join(cgroupRoot, cgroupParent)); err != nil {
+		parentExisted = false
+	}
+	root := busyboxRootfs(t)
+	s := newPipeStdio(t)
+	spec := testSpec("sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 1000")
+	p, err := SpawnInit("cg-test", spec, root, s.child)
+	s.closeChild()
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	var cgLines []string
+	for l := s.waitLine(t); l != "ready"; l = s.waitLine(t) {
+		cgLines = append(cgLines, l)
+	}
+	procs, err := os.ReadFile(filepath.Join(cgroupDir("cg-test"), "cgroup.procs"))
+	p.Signal(unix.SIGKILL)
+	reap(t, p.Pid)
+	s.wg.Wait()
+	if err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(p.Pid) {
+		t.Errorf("cgroup.procs = %q, %v; want %d", procs, err, p.Pid)
+	}
+	// The cgroup namespace is rooted at the container's cgroup.
+	if !slices.Contains(cgLines, "0::/") {
+		t.Errorf("/proc/self/cgroup in the container = %q, want a 0::/ line", cgLines)
+	}
+	if err := RemoveCgroup("cg-test"); err != nil {
+		t.Error(err)
+	}
+	if !parentExisted {
+		os.Remove(filepath.Join(cgroupRoot, cgroupParent))
+	}
+}
