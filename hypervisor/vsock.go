@@ -30,7 +30,7 @@ type VsockStatus struct {
 func DetectVsock() VsockStatus {
 	f, err := os.OpenFile(VhostVsockDevice, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return VsockStatus{Reason: fmt.Sprintf("%s: %v (try: modprobe vhost_vsock)", VhostVsockDevice, err)}
+		return VsockStatus{Reason: fmt.Sprintf("%v (try: modprobe vhost_vsock)", err)}
 	}
 	f.Close()
 	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)

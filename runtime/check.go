@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -104,8 +105,9 @@ func qemuVersion(qemu string) string {
 	return strings.TrimSpace(line)
 }
 
-// KernelRelease reads the release string from a bzImage's setup header
-// (the kernel_version field), as `file` does.
+// KernelRelease reads the release string of a kernel image: from a
+// bzImage's setup header (the kernel_version field, as `file` does), or from
+// the linux_banner of an uncompressed ELF vmlinux (booted through PVH).
 func KernelRelease(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -116,8 +118,11 @@ func KernelRelease(path string) (string, error) {
 	if _, err := io.ReadFull(f, hdr); err != nil {
 		return "", fmt.Errorf("read boot header: %w", err)
 	}
+	if string(hdr[:4]) == "\x7fELF" {
+		return elfKernelRelease(f)
+	}
 	if string(hdr[0x202:0x206]) != "HdrS" {
-		return "", fmt.Errorf("not a bzImage (no HdrS boot header)")
+		return "", fmt.Errorf("neither a bzImage (no HdrS boot header) nor an ELF vmlinux")
 	}
 	off := int64(binary.LittleEndian.Uint16(hdr[0x20e:])) + 0x200
 	buf := make([]byte, 256)
@@ -141,4 +146,32 @@ func InitrdRelease(initrd string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// elfKernelRelease finds "Linux version REL " in an uncompressed kernel.
+func elfKernelRelease(f *os.File) (string, error) {
+	const banner = "Linux version "
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	var window []byte
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := r.Read(buf)
+		window = append(window, buf[:n]...)
+		if i := bytes.Index(window, []byte(banner)); i >= 0 && len(window)-i > len(banner)+64 {
+			rel, _, _ := strings.Cut(string(window[i+len(banner):i+len(banner)+64]), " ")
+			return rel, nil
+		}
+		if len(window) > 256 {
+			window = window[len(window)-256:]
+		}
+		if err == io.EOF {
+			return "", fmt.Errorf("no Linux version banner in the ELF kernel")
+		}
+		if err != nil {
+			return "", err
+		}
+	}
 }

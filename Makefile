@@ -1,0 +1,70 @@
+# runvirt — build, install and test.
+#
+#   make            build bin/runvirt, the static agent and the guest image
+#   make install    install runvirt, the guest image and a default config
+#   make test       unit tests, then the integration tests (root, QEMU)
+#   make deps       install the Debian packages the build and tests need
+
+PREFIX     ?= /usr/local
+DATADIR    ?= /usr/share/runvirt
+SYSCONFDIR ?= /etc/runvirt
+GO         ?= go
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_LD := -ldflags "-s -w -X main.version=$(VERSION)"
+GUEST_DIR  := build/guest
+
+# Kernel release of the guest image: the newest installed distro kernel.
+KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
+
+DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2
+
+.PHONY: all runvirt agent guest install uninstall test unit integration deps demo clean
+
+all: runvirt guest
+
+runvirt:
+	$(GO) build $(GOFLAGS_LD) -o bin/runvirt ./cmd/runvirt
+
+agent:
+	CGO_ENABLED=0 $(GO) build -trimpath $(GOFLAGS_LD) -o bin/runvirt-agent ./cmd/runvirt-agent
+
+guest: agent
+	guest-image/build.sh --agent bin/runvirt-agent --out $(GUEST_DIR) $(if $(KERNEL_RELEASE),--kernel-release $(KERNEL_RELEASE))
+
+install: all
+	install -D -m 0755 bin/runvirt $(DESTDIR)$(PREFIX)/bin/runvirt
+	install -D -m 0644 $(GUEST_DIR)/vmlinuz $(DESTDIR)$(DATADIR)/vmlinuz
+	install -D -m 0644 $(GUEST_DIR)/initrd.img $(DESTDIR)$(DATADIR)/initrd.img
+	install -D -m 0644 $(GUEST_DIR)/kernel.release $(DESTDIR)$(DATADIR)/kernel.release
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/config.toml ]; then \
+		echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/config.toml"; \
+	else \
+		install -D -m 0644 config.toml.example $(DESTDIR)$(SYSCONFDIR)/config.toml; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/runvirt
+	rm -rf $(DESTDIR)$(DATADIR)
+	@echo "left $(DESTDIR)$(SYSCONFDIR)/config.toml in place"
+
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
+	$(GO) mod download
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./agent/... ./config/... ./hypervisor/... ./runtime/... ./cmd/...
+
+# The integration tests boot real VMs with the binaries and guest image
+# built above (no install needed).
+integration: all
+	$(GO) test -count=1 -timeout 40m -v ./integration/...
+
+test: unit integration
+
+demo: all
+	integration/demo.sh
+
+clean:
+	rm -rf bin build

@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	in := Request{Op: OpSignal, Container: "c", Exec: "e", Signal: 9, All: true}
+	if err := WriteFrame(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	var out Request
+	if err := ReadFrame(&buf, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Op != in.Op || out.Container != in.Container || out.Exec != in.Exec || out.Signal != 9 || !out.All {
+		t.Fatalf("got %+v", out)
+	}
+}
+
+func TestReadFrameRefusesOversize(t *testing.T) {
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], MaxFrameSize+1)
+	// A hostile peer claims a huge frame: no allocation, a clear error.
+	err := ReadFrame(bytes.NewReader(hdr[:]), &Response{})
+	if !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("want ErrFrameTooLarge, got %v", err)
+	}
+}
+
+func TestWriteFrameRefusesOversize(t *testing.T) {
+	big := Request{Op: strings.Repeat("x", MaxFrameSize)}
+	if err := WriteFrame(io.Discard, big); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("want ErrFrameTooLarge, got %v", err)
+	}
+}
+
+func TestReadFrameTruncated(t *testing.T) {
+	var buf bytes.Buffer
+	WriteFrame(&buf, Hello{Version: 1})
+	b := buf.Bytes()[:buf.Len()-2]
+	if err := ReadFrame(bytes.NewReader(b), &Hello{}); err == nil {
+		t.Fatal("a truncated frame must be an error")
+	}
+	if err := ReadFrame(bytes.NewReader([]byte{0, 0, 0, 2, '{', 'x'}), &Hello{}); err == nil {
+		t.Fatal("malformed JSON must be an error")
+	}
+}
+
+// A guest that accepts the stream but never answers must not hang the host.
+func TestClientTimesOutOnSilentAgent(t *testing.T) {
+	c := &Client{
+		Timeout: 100 * time.Millisecond,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			host, guest := net.Pipe()
+			go io.Copy(io.Discard, guest) // read the request, answer nothing
+			return host, nil
+		},
+	}
+	start := time.Now()
+	err := c.Ping(context.Background())
+	if err == nil {
+		t.Fatal("want a timeout error")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("took %s", time.Since(start))
+	}
+}
+
+func TestClientReportsRemoteError(t *testing.T) {
+	c := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		host, guest := net.Pipe()
+		go func() {
+			var req Request
+			ReadFrame(guest, &req)
+			WriteFrame(guest, Response{Error: `exec: "nope": executable file not found in $PATH`, ErrorKind: ErrKindExecutable})
+			guest.Close()
+		}()
+		return host, nil
+	}}
+	_, err := c.Start(context.Background(), "c", "")
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Kind != ErrKindExecutable || !strings.Contains(err.Error(), "executable file not found") {
+		t.Fatalf("got %v", err)
+	}
+}

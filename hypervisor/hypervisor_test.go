@@ -1,0 +1,255 @@
+package hypervisor
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func baseVM(t *testing.T) *VM {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &VM{
+		ID: "c1", QEMU: "qemu-system-x86_64", Kernel: "/k", Initrd: "/i",
+		Machine: "q35", Accel: "tcg", VCPUs: 1, MemoryMiB: 256,
+		SharedFS: "virtio-fs", VirtiofsdSocket: "/s/fs.sock", ShareDir: "/s/shared",
+		Transport: "serial", AgentConn: f,
+		QMPSocket: "/s/qmp.sock", ConsoleLog: "/s/console.log",
+	}
+}
+
+func argValue(args []string, flag string) []string {
+	var out []string
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			out = append(out, args[i+1])
+		}
+	}
+	return out
+}
+
+func hasArg(args []string, flag, prefix string) bool {
+	for _, v := range argValue(args, flag) {
+		if strings.HasPrefix(v, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestArgsQ35VirtiofsSerial(t *testing.T) {
+	vm := baseVM(t)
+	args, files, err := vm.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0] != vm.AgentConn {
+		t.Fatalf("want the agent socket as the only inherited file, got %v", files)
+	}
+	for _, want := range []struct{ flag, prefix string }{
+		{"-machine", "q35,accel=tcg,memory-backend=mem"},
+		{"-object", "memory-backend-memfd,id=mem,size=256M,share=on"},
+		{"-device", "vhost-user-fs-pci,chardev=vfs,tag=runvirt"},
+		{"-chardev", "socket,id=vfs,path=/s/fs.sock"},
+		{"-chardev", "socket,id=agent,fd=3"},
+		{"-device", "virtserialport,chardev=agent,name=runvirt.agent"},
+		{"-device", "virtio-serial-pci"},
+		{"-chardev", "socket,id=qmp,path=/s/qmp.sock,server=on,wait=off"},
+		{"-chardev", "file,id=console,path=/s/console.log"},
+		{"-kernel", "/k"},
+		{"-initrd", "/i"},
+		{"-m", "256M"},
+	} {
+		if !hasArg(args, want.flag, want.prefix) {
+			t.Errorf("missing %s %s in %v", want.flag, want.prefix, args)
+		}
+	}
+	if hasArg(args, "-cpu", "host") {
+		t.Error("-cpu host needs KVM")
+	}
+	for _, a := range []string{"-nodefaults", "-no-reboot", "-no-user-config"} {
+		found := false
+		for _, x := range args {
+			found = found || x == a
+		}
+		if !found {
+			t.Errorf("missing %s", a)
+		}
+	}
+	cmdline := argValue(args, "-append")[0]
+	for _, k := range []string{"runvirt.transport=serial", "runvirt.share=virtio-fs", "console=ttyS0", "panic=-1"} {
+		if !strings.Contains(cmdline, k) {
+			t.Errorf("kernel command line %q lacks %s", cmdline, k)
+		}
+	}
+}
+
+func TestArgsMicrovm9pVsockKVM(t *testing.T) {
+	vm := baseVM(t)
+	vm.Machine, vm.Accel, vm.SharedFS = "microvm", "kvm", "9p"
+	vm.Transport, vm.AgentConn = "vsock", nil
+	vm.VhostFD, vm.GuestCID, vm.VsockPort = os.Stdin, 42, 1234
+	vm.Debug = true
+	args, files, err := vm.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0] != os.Stdin {
+		t.Fatalf("want the vhost fd inherited, got %v", files)
+	}
+	for _, want := range []struct{ flag, prefix string }{
+		{"-machine", "microvm,accel=kvm"},
+		{"-cpu", "host"},
+		{"-fsdev", "local,id=share,security_model=none"},
+		{"-device", "virtio-9p-device,fsdev=share,mount_tag=runvirt"},
+		{"-device", "vhost-vsock-device,guest-cid=42,vhostfd=3"},
+		{"-device", "virtio-rng-device"},
+	} {
+		if !hasArg(args, want.flag, want.prefix) {
+			t.Errorf("missing %s %s in %v", want.flag, want.prefix, args)
+		}
+	}
+	if hasArg(args, "-object", "memory-backend-memfd") {
+		t.Error("9p needs no shared memory backend")
+	}
+	cmdline := argValue(args, "-append")[0]
+	for _, k := range []string{"runvirt.transport=vsock", "runvirt.vsock_port=1234", "runvirt.share=9p", "runvirt.debug=1", "reboot=t"} {
+		if !strings.Contains(cmdline, k) {
+			t.Errorf("kernel command line %q lacks %s", cmdline, k)
+		}
+	}
+}
+
+func TestArgsRejectsIncompleteVM(t *testing.T) {
+	for name, mut := range map[string]func(*VM){
+		"machine":      func(v *VM) { v.Machine = "pc" },
+		"accel":        func(v *VM) { v.Accel = "hvf" },
+		"no virtiofsd": func(v *VM) { v.VirtiofsdSocket = "" },
+		"no agent":     func(v *VM) { v.AgentConn = nil },
+		"vsock no cid": func(v *VM) { v.Transport = "vsock" },
+		"transport":    func(v *VM) { v.Transport = "tcp" },
+	} {
+		vm := baseVM(t)
+		mut(vm)
+		if _, _, err := vm.Args(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+func TestDetectKVM(t *testing.T) {
+	dir := t.TempDir()
+	noFlags := filepath.Join(dir, "cpuinfo-plain")
+	os.WriteFile(noFlags, []byte("processor\t: 0\nflags\t\t: fpu vme sse2 hypervisor\n"), 0o644)
+	withVMX := filepath.Join(dir, "cpuinfo-vmx")
+	os.WriteFile(withVMX, []byte("processor\t: 0\nflags\t\t: fpu vmx sse2\n"), 0o644)
+
+	st := detectKVM(noFlags, "/dev/kvm")
+	if st.Usable || !strings.Contains(st.Reason, "neither vmx nor svm") {
+		t.Errorf("no vmx/svm flag must mean no KVM, whatever the device node: %+v", st)
+	}
+	st = detectKVM(withVMX, filepath.Join(dir, "no-such-kvm"))
+	if st.Usable || !strings.Contains(st.Reason, "cannot be opened") {
+		t.Errorf("a missing device must mean no KVM: %+v", st)
+	}
+	notKVM := filepath.Join(dir, "not-kvm")
+	os.WriteFile(notKVM, nil, 0o644)
+	st = detectKVM(withVMX, notKVM)
+	if st.Usable {
+		t.Errorf("a node that does not answer KVM ioctls must mean no KVM: %+v", st)
+	}
+}
+
+func TestChooseAccel(t *testing.T) {
+	yes, no := KVMStatus{Usable: true}, KVMStatus{Reason: "no vmx"}
+	if a, w, err := ChooseAccel("auto", no); a != "tcg" || w == "" || err != nil {
+		t.Errorf("auto without kvm: %q %q %v", a, w, err)
+	}
+	if a, w, err := ChooseAccel("auto", yes); a != "kvm" || w != "" || err != nil {
+		t.Errorf("auto with kvm: %q %q %v", a, w, err)
+	}
+	if _, _, err := ChooseAccel("kvm", no); err == nil || !strings.Contains(err.Error(), "no vmx") {
+		t.Errorf("kvm without kvm must fail with the reason: %v", err)
+	}
+	if a, _, err := ChooseAccel("tcg", yes); a != "tcg" || err != nil {
+		t.Errorf("tcg: %q %v", a, err)
+	}
+}
+
+// fakeQMP answers like QEMU's monitor: a greeting, then one reply per line.
+func fakeQMP(t *testing.T, replies map[string]string, hang bool) string {
+	path := filepath.Join(t.TempDir(), "qmp.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte(`{"QMP":{"version":{"qemu":{"micro":0,"minor":2,"major":7},"package":""},"capabilities":[]}}` + "\n"))
+		// QEMU reads a JSON stream; commands need not end in newlines.
+		dec := json.NewDecoder(c)
+		for {
+			var cmd struct{ Execute string }
+			if dec.Decode(&cmd) != nil {
+				return
+			}
+			if cmd.Execute == "qmp_capabilities" {
+				c.Write([]byte(`{"return":{}}` + "\n"))
+				continue
+			}
+			if hang {
+				time.Sleep(time.Hour)
+			}
+			c.Write([]byte(replies[cmd.Execute] + "\n"))
+		}
+	}()
+	return path
+}
+
+func TestQMPStatus(t *testing.T) {
+	path := fakeQMP(t, map[string]string{"query-status": `{"return":{"status":"running","running":true}}`}, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := DialQMP(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	st, err := q.Status(ctx)
+	if err != nil || st != "running" {
+		t.Fatalf("status %q, %v", st, err)
+	}
+}
+
+func TestQMPDeadline(t *testing.T) {
+	path := fakeQMP(t, nil, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := DialQMP(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	short, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	if _, err := q.Status(short); err == nil {
+		t.Fatal("a monitor that never answers must give an error")
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatal("the deadline was not honoured")
+	}
+}

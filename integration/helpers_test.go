@@ -1,0 +1,301 @@
+// Package integration runs the built runvirt binary end to end: real bundles,
+// real QEMU VMs (TCG where there is no KVM), real clients.
+//
+// The tests need root, QEMU and the artefacts of `make` (bin/runvirt and
+// build/guest/). Without them they skip and say why; with
+// RUNVIRT_REQUIRE_INTEGRATION=1 (set by .ci/run) a missing prerequisite fails
+// the run instead, so CI can never pass by skipping.
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+var (
+	repoRoot   string
+	runvirtBin string
+	guestDir   string
+)
+
+func TestMain(m *testing.M) {
+	wd, _ := os.Getwd()
+	repoRoot = filepath.Dir(wd)
+	runvirtBin = filepath.Join(repoRoot, "bin", "runvirt")
+	guestDir = filepath.Join(repoRoot, "build", "guest")
+	os.Exit(m.Run())
+}
+
+// requireVM skips (or, in CI, fails) unless a VM can be booted here.
+func requireVM(t *testing.T) {
+	t.Helper()
+	var missing string
+	switch {
+	case os.Geteuid() != 0:
+		missing = "not root (run: sudo make integration)"
+	case !exists(runvirtBin):
+		missing = runvirtBin + " is missing (run: make)"
+	case !exists(filepath.Join(guestDir, "initrd.img")):
+		missing = "the guest image is missing (run: make)"
+	case !inPath("qemu-system-x86_64"):
+		missing = "qemu-system-x86_64 is not installed (run: make deps)"
+	case !exists("/bin/busybox"):
+		missing = "busybox-static is not installed (run: make deps)"
+	}
+	if missing == "" {
+		return
+	}
+	if os.Getenv("RUNVIRT_REQUIRE_INTEGRATION") == "1" {
+		t.Fatalf("integration prerequisite missing: %s", missing)
+	}
+	t.Skipf("skipping: %s", missing)
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func inPath(name string) bool { _, err := exec.LookPath(name); return err == nil }
+
+// env is one test's runvirt environment: a state root, a config file and a
+// bundle with a busybox rootfs.
+type env struct {
+	t      *testing.T
+	root   string
+	config string
+	bundle string
+	spec   *specs.Spec
+}
+
+type envOpt func(*envConfig)
+
+type envConfig struct{ sharedFS string }
+
+func with9p(c *envConfig) { c.sharedFS = "9p" }
+
+func newEnv(t *testing.T, opts ...envOpt) *env {
+	requireVM(t)
+	c := envConfig{sharedFS: "virtio-fs"}
+	for _, o := range opts {
+		o(&c)
+	}
+	// A short root keeps the unix socket paths within their limit.
+	root, err := os.MkdirTemp("/tmp", "rvit-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, root: root, bundle: t.TempDir()}
+	e.config = filepath.Join(root, "config.toml")
+	kernel := filepath.Join(guestDir, "vmlinuz")
+	if v := filepath.Join(guestDir, "vmlinux"); exists(v) {
+		kernel = v
+	}
+	cfg := fmt.Sprintf("kernel = %q\ninitrd = %q\naccel = \"auto\"\nshared_fs = %q\nboot_timeout = \"90s\"\n",
+		kernel, filepath.Join(guestDir, "initrd.img"), c.sharedFS)
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	makeBusyboxRootfs(t, filepath.Join(e.bundle, "rootfs"))
+	e.spec = defaultSpec()
+	t.Cleanup(func() {
+		e.checkNothingLeft()
+		os.RemoveAll(root)
+	})
+	return e
+}
+
+// makeBusyboxRootfs builds a complete rootfs from the static busybox.
+func makeBusyboxRootfs(t *testing.T, dir string) {
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "root", "home/user"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(dir, "tmp"), 0o1777)
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bin", "busybox"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("/bin/busybox", "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range strings.Fields(string(out)) {
+		if name != "busybox" {
+			os.Symlink("busybox", filepath.Join(dir, "bin", name))
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "etc", "group"), []byte("root:x:0:\nuser:x:1000:\nextra:x:2000:user\n"), 0o644)
+}
+
+// defaultSpec is what `runc spec` writes, with the args left to the test.
+func defaultSpec() *specs.Spec {
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	return &specs.Spec{
+		Version: "1.0.2",
+		Root:    &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{
+			Args: []string{"sh"},
+			Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"},
+			Cwd:  "/",
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+			NoNewPrivileges: true,
+		},
+		Hostname: "runvirt",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths:   []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}
+}
+
+func (e *env) writeSpec() {
+	b, err := json.MarshalIndent(e.spec, "", "  ")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.bundle, "config.json"), b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// result is what one runvirt invocation did.
+type result struct {
+	stdout, stderr string
+	code           int
+	elapsed        time.Duration
+}
+
+// command prepares `runvirt --root R --config C ARGS...`.
+func (e *env) command(args ...string) *exec.Cmd {
+	full := append([]string{"--root", e.root, "--config", e.config}, args...)
+	return exec.Command(runvirtBin, full...)
+}
+
+// run runs runvirt to completion with the given stdin.
+func (e *env) run(stdin string, args ...string) result {
+	e.t.Helper()
+	cmd := e.command(args...)
+	var out, errb bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("runvirt %v: %v", args, err)
+	}
+	e.t.Logf("runvirt %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// runArgs writes the spec with these process args and runs the container.
+func (e *env) runArgs(id string, args ...string) result {
+	e.t.Helper()
+	e.spec.Process.Args = args
+	e.writeSpec()
+	return e.run("", "run", "--bundle", e.bundle, id)
+}
+
+// checkNothingLeft fails the test if any process, mount or state of this
+// environment survived.
+func (e *env) checkNothingLeft() {
+	t := e.t
+	t.Helper()
+	// Processes: anything whose command line names our root.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		procs := processesMentioning(e.root)
+		if len(procs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, p := range procs {
+				syscall.Kill(p.pid, syscall.SIGKILL)
+			}
+			t.Errorf("processes left behind: %v", procs)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := mountsUnder(e.root); len(m) > 0 {
+		t.Errorf("mounts left behind: %v", m)
+		for i := len(m) - 1; i >= 0; i-- {
+			syscall.Unmount(m[i], syscall.MNT_DETACH)
+		}
+	}
+	ents, _ := os.ReadDir(e.root)
+	for _, en := range ents {
+		if en.Name() != "config.toml" {
+			t.Errorf("state left behind under %s: %s", e.root, en.Name())
+		}
+	}
+}
+
+type proc struct {
+	pid     int
+	cmdline string
+}
+
+func (p proc) String() string { return fmt.Sprintf("%d:%s", p.pid, p.cmdline) }
+
+func processesMentioning(s string) []proc {
+	var out []proc
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(en.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cl, s) {
+			out = append(out, proc{pid, cl})
+		}
+	}
+	return out
+}
+
+func mountsUnder(dir string) []string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}

@@ -1,0 +1,201 @@
+package runtime
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestValidateID(t *testing.T) {
+	for _, ok := range []string{"a", "abc-123_x.y+z", strings.Repeat("f", 64)} {
+		if err := ValidateID(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", ".", "..", "a/b", "../x", "a b", strings.Repeat("f", 65), "x\x00"} {
+		if err := ValidateID(bad); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("%q: want ErrInvalidID, got %v", bad, err)
+		}
+	}
+}
+
+func writeBundle(t *testing.T, config string) string {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
+	if config != "" {
+		os.WriteFile(filepath.Join(dir, "config.json"), []byte(config), 0o644)
+	}
+	return dir
+}
+
+const goodConfig = `{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`
+
+func TestLoadBundle(t *testing.T) {
+	dir := writeBundle(t, goodConfig)
+	b, err := LoadBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Rootfs != filepath.Join(dir, "rootfs") {
+		t.Errorf("rootfs %s", b.Rootfs)
+	}
+}
+
+func TestLoadBundleErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ config, want string }{
+		"missing config": {"", "config.json: no such file or directory"},
+		"malformed":      {`{"ociVersion":`, "config.json"},
+		"no version":     {`{"root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "ociVersion is missing"},
+		"version 2":      {`{"ociVersion":"2.0.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, `ociVersion "2.0.0" is not supported`},
+		"no args":        {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":[],"cwd":"/"},"linux":{}}`, "process.args"},
+		"relative cwd":   {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"x"},"linux":{}}`, "process.cwd"},
+		"no rootfs":      {`{"ociVersion":"1.0.2","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "rootfs"},
+		"no linux":       {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`, "linux"},
+		"bad mount":      {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{},"mounts":[{"destination":"rel"}]}`, "mounts[0].destination"},
+	} {
+		_, err := LoadBundle(writeBundle(t, tc.config))
+		if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: want ErrBadBundle mentioning %q, got %v", name, tc.want, err)
+		}
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	d := Dir{Root: t.TempDir(), ID: "c1"}
+	os.Mkdir(d.Path(), 0o700)
+	if _, err := LoadState(d); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("want ErrNotExist, got %v", err)
+	}
+	st := &State{ID: "c1", Bundle: "/b", Status: "created", Config: SandboxConfig{Machine: "q35"}}
+	if err := SaveState(d, st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadState(d)
+	if err != nil || got.ID != "c1" || got.Config.Machine != "q35" || got.Version != StateVersion {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	// No temp files left beside the state.
+	ents, _ := os.ReadDir(d.Path())
+	if len(ents) != 1 {
+		t.Fatalf("state dir holds %d entries", len(ents))
+	}
+	os.WriteFile(d.State(), []byte(`{"version":99}`), 0o600)
+	if _, err := LoadState(d); err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Fatalf("a state of another version must be refused: %v", err)
+	}
+}
+
+func TestProcessRef(t *testing.T) {
+	ref, err := RefOf(os.Getpid())
+	if err != nil || !ref.Alive() {
+		t.Fatalf("our own process must be alive: %+v %v", ref, err)
+	}
+	recycled := ref
+	recycled.StartTime++
+	if recycled.Alive() {
+		t.Fatal("a pid with another start time is not ours")
+	}
+	cmd := exec.Command("true")
+	cmd.Run()
+	if (ProcessRef{Pid: cmd.Process.Pid, StartTime: 1}).Alive() {
+		t.Fatal("an exited process is not alive")
+	}
+}
+
+func TestCleanupOrder(t *testing.T) {
+	var got []int
+	var c cleanup
+	c.Add(func() { got = append(got, 1) })
+	c.Add(func() { got = append(got, 2) })
+	c.Run()
+	if len(got) != 2 || got[0] != 2 || got[1] != 1 {
+		t.Fatalf("steps must run last-in first-out: %v", got)
+	}
+	c.Add(func() { t.Fatal("released steps must not run") })
+	c.Release()
+	c.Run()
+}
+
+func TestForGuest(t *testing.T) {
+	s := &specs.Spec{
+		Hooks: &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}},
+		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+			{Type: specs.PIDNamespace},
+			{Type: specs.NetworkNamespace, Path: "/var/run/netns/x"},
+			{Type: specs.MountNamespace},
+		}},
+	}
+	g := forGuest(s)
+	if g.Hooks != nil {
+		t.Error("hooks run on the host, not in the guest")
+	}
+	for _, ns := range g.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			t.Error("the container shares the guest's network namespace")
+		}
+	}
+	if len(g.Linux.Namespaces) != 2 || len(s.Linux.Namespaces) != 3 || s.Hooks == nil {
+		t.Error("the host's spec must not be changed")
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	if got := unescapeMountinfo(`/a\040b\011c`); got != "/a b\tc" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func requiresRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root for bind mounts (run the tests as root)")
+	}
+}
+
+func TestShareBindMountsAndCleanup(t *testing.T) {
+	requiresRoot(t)
+	bundle := writeBundle(t, `{"ociVersion":"1.0.2","root":{"path":"rootfs","readonly":true},"process":{"args":["sh"],"cwd":"/"},"linux":{},
+		"mounts":[{"destination":"/data","type":"bind","source":"data","options":["rbind","ro"]},{"destination":"/tmp","type":"tmpfs","source":"tmpfs"}]}`)
+	os.Mkdir(filepath.Join(bundle, "data"), 0o755)
+	os.WriteFile(filepath.Join(bundle, "data", "f"), []byte("hello"), 0o644)
+	os.WriteFile(filepath.Join(bundle, "rootfs", "keep"), []byte("x"), 0o644)
+	b, err := LoadBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Dir{Root: t.TempDir(), ID: "c1"}
+	os.Mkdir(d.Path(), 0o700)
+	var cl cleanup
+	spec, err := prepareShare(d, "c1", b, &cl)
+	if err != nil {
+		cl.Run()
+		t.Fatal(err)
+	}
+	if spec.Mounts[0].Source != GuestMount("c1", 0) || spec.Mounts[1].Source != "tmpfs" {
+		t.Errorf("mount sources not rewritten for the guest: %+v", spec.Mounts)
+	}
+	if b.Spec.Mounts[0].Source != "data" {
+		t.Error("the bundle's spec must not be changed")
+	}
+	if got, _ := os.ReadFile(filepath.Join(d.ShareMount("c1", 0), "f")); string(got) != "hello" {
+		t.Errorf("bind mount content: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(d.ShareRootfs("c1"), "new"), nil, 0o644); err == nil {
+		t.Error("a read-only rootfs must be read-only on the host side of the share too")
+	}
+	if err := os.WriteFile(filepath.Join(d.ShareMount("c1", 0), "new"), nil, 0o644); err == nil {
+		t.Error("a ro bind mount must be read-only on the host side of the share too")
+	}
+	cl.Run()
+	if left, _ := mountsUnder(d.Path()); len(left) != 0 {
+		t.Fatalf("mounts left: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "rootfs", "keep")); err != nil {
+		t.Fatal("cleanup must never remove the user's files")
+	}
+}
