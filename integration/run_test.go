@@ -56,7 +56,8 @@ func TestRunExitCodes(t *testing.T) {
 	}{
 		{"exit 0", 0},
 		{"exit 3", 3},
-		{"kill -9 $$", 137},
+		// A signal the shell dies of, as a child: 128+N through the shell.
+		{"sh -c 'kill -9 $$'; exit $?", 137},
 	} {
 		r := e.runArgs("codes", "sh", "-c", tc.script)
 		if r.code != tc.want {
@@ -164,6 +165,52 @@ func TestRunMissingExecutable(t *testing.T) {
 	r = e.runArgs("missing2", "no-such-program")
 	if r.code == 0 || !strings.Contains(r.stderr, "executable file not found") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// A workload killed by SIGKILL (from `runvirt kill`, as a client would
+// send it) makes `runvirt run` exit with 137, as runc reports it.
+func TestRunKilledBySIGKILL(t *testing.T) {
+	e := newEnv(t)
+	e.spec.Process.Args = []string{"sleep", "600"}
+	e.writeSpec()
+	cmd := e.command("run", "--bundle", e.bundle, "killme")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		out, err := e.command("kill", "killme", "KILL").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("kill never succeeded: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case err := <-exited:
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != 137 {
+			t.Errorf("exit %d, want 137; stderr %q", code, errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("runvirt run did not exit after its workload was killed")
+	}
+	// kill of a container that is gone names the problem.
+	out, err := e.command("kill", "killme", "KILL").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "does not exist") {
+		t.Errorf("kill after the end: %v %q", err, out)
 	}
 }
 

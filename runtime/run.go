@@ -86,7 +86,6 @@ type sandboxContainer struct {
 	state  *State
 	spec   *specs.Spec
 	client *agent.Client
-	lock   *Lock
 }
 
 // createSandbox validates the inputs, lays out the state directory and the
@@ -128,7 +127,9 @@ func createSandbox(ctx context.Context, g Globals, cfg *config.Config, bundleDir
 	if err != nil {
 		return nil, err
 	}
-	cl.Add(lock.Unlock)
+	// Held while the sandbox is being made; other verbs (kill, state) may
+	// act on it once it is created.
+	defer lock.Unlock()
 
 	guestSpec, err := prepareShare(d, id, b, &cl)
 	if err != nil {
@@ -178,12 +179,16 @@ func createSandbox(ctx context.Context, g Globals, cfg *config.Config, bundleDir
 		return nil, err
 	}
 	cl.Release()
-	return &sandboxContainer{dir: d, state: st, spec: b.Spec, client: client, lock: lock}, nil
+	return &sandboxContainer{dir: d, state: st, spec: b.Spec, client: client}, nil
 }
 
 // destroy stops the VM and removes every trace of the container.
 func (c *sandboxContainer) destroy(log *slog.Logger) error {
-	defer c.lock.Unlock()
+	lock, err := LockDir(c.dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	var errs []error
 	if err := stopSandbox(c.dir, c.state.Monitor, log); err != nil {
 		errs = append(errs, err)

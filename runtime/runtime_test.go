@@ -199,3 +199,17 @@ func TestShareBindMountsAndCleanup(t *testing.T) {
 		t.Fatal("cleanup must never remove the user's files")
 	}
 }
+
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]int{"9": 9, "KILL": 9, "SIGKILL": 9, "sigterm": 15, "term": 15, "HUP": 1, "RTMIN+2": 36, "SIGRTMAX-1": 63, "SIGRTMIN": 34} {
+		got, err := ParseSignal(in)
+		if err != nil || int(got) != want {
+			t.Errorf("%q: got %d %v, want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"0", "65", "-1", "SIGNOPE", "", "RTMIN+99"} {
+		if _, err := ParseSignal(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}

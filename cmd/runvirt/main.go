@@ -51,6 +51,7 @@ func main() {
 		Before: a.setup,
 		Commands: []*cli.Command{
 			a.runCommand(),
+			a.killCommand(),
 			a.checkCommand(),
 			a.monitorCommand(),
 		},
