@@ -70,6 +70,9 @@ type Hello struct {
 	Version      int    `json:"version"`
 	AgentVersion string `json:"agent_version,omitempty"`
 	Kernel       string `json:"kernel,omitempty"` // the guest's uname -r
+	// BootMillis is the guest's CLOCK_BOOTTIME when the agent became ready:
+	// kernel boot plus agent start, as the guest measured it.
+	BootMillis int64 `json:"boot_ms,omitempty"`
 }
 
 // Request is the first frame of every stream.

@@ -34,19 +34,31 @@ import (
 
 // monitorReady is what the monitor reports on its ready pipe.
 type monitorReady struct {
-	Error  string `json:"error,omitempty"`
-	Kernel string `json:"kernel,omitempty"`
+	Error  string     `json:"error,omitempty"`
+	Kernel string     `json:"kernel,omitempty"`
+	Boot   BootTiming `json:"boot"`
+}
+
+// BootTiming is when the VM's milestones were reached, for the debug log
+// and the benchmarks.
+type BootTiming struct {
+	QEMUStarted time.Time `json:"qemu_started"`
+	AgentReady  time.Time `json:"agent_ready"`
+	// GuestMillis is the guest's own uptime at agent ready: kernel boot
+	// plus agent start-up (the rest of the gap is QEMU and firmware).
+	GuestMillis int64 `json:"guest_ms"`
 }
 
 // vmHandles are the resources of a running VM that the monitor tears down.
 type vmHandles struct {
-	qemu      *exec.Cmd
-	qemuDone  chan struct{}
-	virtiofsd *exec.Cmd
-	fsDone    chan struct{} // closed when virtiofsd has exited
-	conn      net.Conn      // the agent connection
-	listener  io.Closer
-	vhost     *os.File
+	qemu        *exec.Cmd
+	qemuStarted time.Time
+	qemuDone    chan struct{}
+	virtiofsd   *exec.Cmd
+	fsDone      chan struct{} // closed when virtiofsd has exited
+	conn        net.Conn      // the agent connection
+	listener    io.Closer
+	vhost       *os.File
 }
 
 // RunMonitor is the body of the hidden `runvirt monitor` command. ready is
@@ -55,7 +67,7 @@ type vmHandles struct {
 func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	st, err := LoadState(d)
 	if err != nil {
-		reportReady(ready, err, "")
+		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
 	}
 	cfg := st.Config
@@ -67,7 +79,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	ln, err := net.Listen("unix", d.AgentSocket())
 	if err != nil {
 		err = fmt.Errorf("listen on %s: %w", d.AgentSocket(), err)
-		reportReady(ready, err, "")
+		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
 	}
 	defer os.Remove(d.AgentSocket())
@@ -75,9 +87,10 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 
 	h, hello, err := startVM(d, cfg, log)
 	if err != nil {
-		reportReady(ready, err, "")
+		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
 	}
+	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
 
 	ycfg := yamux.DefaultConfig()
@@ -88,11 +101,11 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	sess, err := yamux.Client(h.conn, ycfg)
 	if err != nil {
 		err = fmt.Errorf("start yamux: %w", err)
-		reportReady(ready, err, "")
+		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
 	}
 	defer sess.Close()
-	reportReady(ready, nil, hello.Kernel)
+	reportReady(ready, monitorReady{Kernel: hello.Kernel, Boot: timing})
 	log.Info("sandbox ready", "kernel", hello.Kernel)
 
 	// SIGTERM or SIGINT to the monitor stops the VM.
@@ -117,13 +130,9 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	return nil
 }
 
-func reportReady(ready *os.File, err error, kernel string) {
+func reportReady(ready *os.File, m monitorReady) {
 	if ready == nil {
 		return
-	}
-	m := monitorReady{Kernel: kernel}
-	if err != nil {
-		m.Error = err.Error()
 	}
 	json.NewEncoder(ready).Encode(m)
 	ready.Close()
@@ -230,7 +239,7 @@ func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello ag
 	if err := cmd.Start(); err != nil {
 		return h, hello, fmt.Errorf("start qemu: %w", err)
 	}
-	h.qemu = cmd
+	h.qemu, h.qemuStarted = cmd, time.Now()
 	os.WriteFile(d.QEMUPid(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
 	go func() {
 		cmd.Wait()

@@ -37,14 +37,21 @@ func Run(ctx context.Context, o RunOptions) (status int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	t0 := time.Now()
 	c, err := createSandbox(ctx, o.Globals, o.Config, o.Bundle, o.ID, o.Log, sigs, cancel)
 	if err != nil {
 		return 0, err
 	}
+	var started, exited time.Time
 	defer func() {
 		if derr := c.destroy(o.Log); derr != nil && err == nil {
 			err = derr
 		}
+		ms := func(t time.Time) int64 { return t.Sub(t0).Milliseconds() }
+		o.Log.Debug("run timing (ms since runvirt started)", "container", o.ID,
+			"qemu_started", ms(c.boot.QEMUStarted), "guest_boot", c.boot.GuestMillis,
+			"agent_ready", ms(c.boot.AgentReady), "container_created", ms(c.created),
+			"workload_started", ms(started), "workload_exited", ms(exited), "torn_down", ms(time.Now()))
 	}()
 
 	terminal := c.spec.Process.Terminal
@@ -65,9 +72,12 @@ func Run(ctx context.Context, o RunOptions) (status int, err error) {
 		relay.Close()
 		return 0, startError(err)
 	}
+	started = time.Now()
 	c.state.Status, c.state.GuestPid = "running", pid
 	SaveState(c.dir, c.state)
-	return relay.Wait(context.Background(), sigs)
+	status, err = relay.Wait(context.Background(), sigs)
+	exited = time.Now()
+	return status, err
 }
 
 // startError words a failure to start the workload as runc does, so
@@ -82,10 +92,12 @@ func startError(err error) error {
 
 // sandboxContainer is a container that owns its VM, while a verb holds it.
 type sandboxContainer struct {
-	dir    Dir
-	state  *State
-	spec   *specs.Spec
-	client *agent.Client
+	dir     Dir
+	state   *State
+	spec    *specs.Spec
+	client  *agent.Client
+	boot    BootTiming
+	created time.Time
 }
 
 // createSandbox validates the inputs, lays out the state directory and the
@@ -157,7 +169,7 @@ func createSandbox(ctx context.Context, g Globals, cfg *config.Config, bundleDir
 		case <-bootCtx.Done():
 		}
 	}()
-	ref, kernel, err := startMonitor(bootCtx, g, d)
+	ref, ready, err := startMonitor(bootCtx, g, d)
 	stopWatch()
 	if ref.Pid > 0 {
 		cl.Add(func() { stopSandbox(d, ref, log) })
@@ -165,7 +177,7 @@ func createSandbox(ctx context.Context, g Globals, cfg *config.Config, bundleDir
 	if err != nil {
 		return nil, err
 	}
-	log.Debug("sandbox booted", "sandbox", id, "guest_kernel", kernel)
+	log.Debug("sandbox booted", "sandbox", id, "guest_kernel", ready.Kernel)
 	st.Monitor = ref
 	if err := SaveState(d, st); err != nil {
 		return nil, err
@@ -179,7 +191,7 @@ func createSandbox(ctx context.Context, g Globals, cfg *config.Config, bundleDir
 		return nil, err
 	}
 	cl.Release()
-	return &sandboxContainer{dir: d, state: st, spec: b.Spec, client: client}, nil
+	return &sandboxContainer{dir: d, state: st, spec: b.Spec, client: client, boot: ready.Boot, created: time.Now()}, nil
 }
 
 // destroy stops the VM and removes every trace of the container.

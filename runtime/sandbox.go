@@ -28,19 +28,19 @@ type Globals struct {
 // startMonitor starts the sandbox's monitor detached (its own session, so it
 // outlives the calling verb and is not hit by the caller's terminal signals)
 // and waits until the guest agent is ready or boot failed.
-func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, string, error) {
+func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, monitorReady, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return ProcessRef{}, "", fmt.Errorf("find own executable: %w", err)
+		return ProcessRef{}, monitorReady{}, fmt.Errorf("find own executable: %w", err)
 	}
 	logf, err := os.OpenFile(d.MonitorLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return ProcessRef{}, "", fmt.Errorf("open monitor log: %w", err)
+		return ProcessRef{}, monitorReady{}, fmt.Errorf("open monitor log: %w", err)
 	}
 	defer logf.Close()
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return ProcessRef{}, "", fmt.Errorf("ready pipe: %w", err)
+		return ProcessRef{}, monitorReady{}, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer pr.Close()
 	args := []string{"--root", g.Root}
@@ -55,7 +55,7 @@ func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, string, er
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		return ProcessRef{}, "", fmt.Errorf("start monitor: %w", err)
+		return ProcessRef{}, monitorReady{}, fmt.Errorf("start monitor: %w", err)
 	}
 	pw.Close()
 	// The monitor is reaped by whoever inherits it once we exit; until then
@@ -81,13 +81,13 @@ func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, string, er
 	case r := <-ch:
 		if r.err != nil {
 			<-exited
-			return ref, "", fmt.Errorf("monitor exited before the vm was ready (%s); see %s", cmd.ProcessState, d.MonitorLog())
+			return ref, monitorReady{}, fmt.Errorf("monitor exited before the vm was ready (%s); see %s", cmd.ProcessState, d.MonitorLog())
 		}
 		if r.m.Error != "" {
 			<-exited
-			return ref, "", errors.New(r.m.Error)
+			return ref, monitorReady{}, errors.New(r.m.Error)
 		}
-		return ref, r.m.Kernel, nil
+		return ref, r.m, nil
 	case <-ctx.Done():
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -96,7 +96,7 @@ func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, string, er
 			cmd.Process.Kill()
 			<-exited
 		}
-		return ref, "", fmt.Errorf("start vm: %w", ctx.Err())
+		return ref, monitorReady{}, fmt.Errorf("start vm: %w", ctx.Err())
 	}
 }
 

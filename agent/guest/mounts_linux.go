@@ -398,10 +398,14 @@ func devSymlinks(rootfs string) error {
 		{"pts/ptmx", "/dev/ptmx"},
 	}
 	for _, l := range links {
-		dst, err := secureJoin(rootfs, l[1])
+		// Resolve the directory only: the link itself may already exist
+		// (a rootfs without a /dev mount keeps it from an earlier run) and
+		// must not be followed.
+		dir, err := secureJoin(rootfs, filepath.Dir(l[1]))
 		if err != nil {
 			return fmt.Errorf("symlink %s: %w", l[1], err)
 		}
+		dst := filepath.Join(dir, filepath.Base(l[1]))
 		if l[1] == "/dev/ptmx" {
 			if err := os.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("symlink %s: %w", l[1], err)

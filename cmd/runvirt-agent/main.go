@@ -31,12 +31,20 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	srv := guest.NewServer(log, agent.PowerOff)
-	hello := agent.Hello{AgentVersion: version, Kernel: kernelRelease()}
+	hello := agent.Hello{AgentVersion: version, Kernel: kernelRelease(), BootMillis: bootMillis()}
 	err = srv.Serve(conn, hello)
 	// The host went away: nothing is left to serve, so stop the VM rather
 	// than leave it running unreachable.
 	log.Error("agent stopped serving", "err", err)
 	agent.PowerOff()
+}
+
+func bootMillis() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1e6
 }
 
 func kernelRelease() string {
