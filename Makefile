@@ -8,7 +8,7 @@
 PREFIX     ?= /usr/local
 DATADIR    ?= /usr/share/runvirt
 SYSCONFDIR ?= /etc/runvirt
-GO         ?= go
+GO         ?= $(shell command -v go || echo /usr/local/go/bin/go)
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_LD := -ldflags "-s -w -X main.version=$(VERSION)"
 GUEST_DIR  := build/guest
@@ -18,7 +18,7 @@ KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
 DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2
 
-.PHONY: all runvirt agent guest install uninstall test unit integration deps demo clean
+.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean
 
 all: runvirt guest
 
@@ -65,6 +65,9 @@ test: unit integration
 
 demo: all
 	integration/demo.sh
+
+conformance: all
+	conformance/run.sh
 
 clean:
 	rm -rf bin build

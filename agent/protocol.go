@@ -62,6 +62,9 @@ const (
 // host lays out one subdirectory per container in it (see SharePath).
 const GuestShareDir = "/run/runvirt/shared"
 
+// AgentPortName is the name of the virtio-serial port the agent talks on.
+const AgentPortName = "runvirt.agent"
+
 // ShareTag is the mount tag of the shared directory (9p and virtio-fs).
 const ShareTag = "runvirt"
 

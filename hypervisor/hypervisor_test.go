@@ -98,6 +98,7 @@ func TestArgsMicrovm9pVsockKVM(t *testing.T) {
 	vm.Transport, vm.AgentConn = "vsock", nil
 	vm.VhostFD, vm.GuestCID, vm.VsockPort = os.Stdin, 42, 1234
 	vm.Debug = true
+	vm.TSCkHz = 2596124
 	args, files, err := vm.Args()
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +122,7 @@ func TestArgsMicrovm9pVsockKVM(t *testing.T) {
 		t.Error("9p needs no shared memory backend")
 	}
 	cmdline := argValue(args, "-append")[0]
-	for _, k := range []string{"runvirt.transport=vsock", "runvirt.vsock_port=1234", "runvirt.share=9p", "runvirt.debug=1", "reboot=t"} {
+	for _, k := range []string{"runvirt.transport=vsock", "runvirt.vsock_port=1234", "runvirt.share=9p", "runvirt.debug=1", "pci=off", "tsc_early_khz=2596124"} {
 		if !strings.Contains(cmdline, k) {
 			t.Errorf("kernel command line %q lacks %s", cmdline, k)
 		}

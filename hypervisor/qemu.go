@@ -2,17 +2,12 @@ package hypervisor
 
 import (
 	"fmt"
+	"github.com/runvirt/runvirt/agent"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
-)
-
-// Names of the devices the agent looks for in the guest.
-const (
-	AgentPortName = "runvirt.agent" // the virtio-serial port
-	ShareTag      = "runvirt"       // the 9p / virtio-fs mount tag
 )
 
 // VM describes one QEMU micro-VM. Paths are host paths.
@@ -45,6 +40,32 @@ type VM struct {
 
 	KernelParams string // extra, from the config
 	Debug        bool
+	// TSCkHz is the host's TSC frequency (0: unknown), which the guest
+	// kernel is given on microvm; see HostTSCkHz.
+	TSCkHz uint64
+}
+
+// HostTSCkHz returns the host's TSC frequency in kHz, or 0. Under TCG the
+// guest's TSC runs at the host's rate.
+func HostTSCkHz() uint64 {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			return v
+		}
+	}
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			if mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+				return uint64(mhz * 1000)
+			}
+		}
+	}
+	return 0
 }
 
 // fdTable hands out the fd numbers that files get in the child (ExtraFiles
@@ -75,9 +96,13 @@ func (vm *VM) Cmdline() string {
 		"tsc=reliable", "mitigations=off",
 	}
 	if vm.Machine == "microvm" {
-		// Without ACPI a reboot is how the guest stops: -no-reboot turns the
-		// triple fault into a QEMU exit.
-		p = append(p, "reboot=t")
+		// microvm has no HPET or ACPI PM timer: TSC calibration against
+		// the PIT fails at random under TCG and the kernel can hang, unless
+		// it is told the frequency.
+		p = append(p, "pci=off")
+		if khz := vm.TSCkHz; khz > 0 {
+			p = append(p, "tsc_early_khz="+strconv.FormatUint(khz, 10))
+		}
 	} else {
 		p = append(p, "pci=lastbus=0")
 	}
@@ -104,9 +129,6 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	}
 	var fds fdTable
 	machine := vm.Machine + ",accel=" + vm.Accel
-	if vm.Machine == "microvm" {
-		machine += ",rtc=on,isa-serial=on,pic=off,pit=on,x-option-roms=off"
-	}
 	a := []string{
 		"-name", "runvirt-" + vm.ID,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
@@ -131,7 +153,7 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		a = append(a,
 			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", vm.MemoryMiB),
 			"-chardev", "socket,id=vfs,path="+vm.VirtiofsdSocket,
-			"-device", vm.device("vhost-user-fs")+",chardev=vfs,tag="+ShareTag+",queue-size=1024",
+			"-device", vm.device("vhost-user-fs")+",chardev=vfs,tag="+agent.ShareTag+",queue-size=1024",
 		)
 		if vm.Machine == "microvm" {
 			// virtiofsd refuses legacy virtio-mmio devices.
@@ -140,7 +162,7 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	case "9p":
 		a = append(a,
 			"-fsdev", "local,id=share,security_model=none,multidevs=remap,path="+vm.ShareDir,
-			"-device", vm.device("virtio-9p")+",fsdev=share,mount_tag="+ShareTag,
+			"-device", vm.device("virtio-9p")+",fsdev=share,mount_tag="+agent.ShareTag,
 		)
 	}
 	switch vm.Transport {
@@ -148,7 +170,7 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		a = append(a,
 			"-device", vm.device("virtio-serial"),
 			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fds.add(vm.AgentConn)),
-			"-device", "virtserialport,chardev=agent,name="+AgentPortName,
+			"-device", "virtserialport,chardev=agent,name="+agent.AgentPortName,
 		)
 	case "vsock":
 		a = append(a, "-device", fmt.Sprintf("%s,guest-cid=%d,vhostfd=%d",

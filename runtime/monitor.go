@@ -187,6 +187,9 @@ func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello ag
 		QMPSocket: d.QMPSocket(), ConsoleLog: d.ConsoleLog(),
 		KernelParams: cfg.KernelParams, Debug: cfg.Debug,
 	}
+	if cfg.Machine == "microvm" {
+		vm.TSCkHz = hypervisor.HostTSCkHz()
+	}
 	if err := os.MkdirAll(d.Share(), 0o700); err != nil {
 		return h, hello, fmt.Errorf("make share: %w", err)
 	}

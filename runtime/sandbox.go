@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/runvirt/runvirt/hypervisor"
 )
 
 // MonitorCommand is the hidden CLI command that runs RunMonitor.
@@ -114,7 +116,10 @@ func stopSandbox(d Dir, monitor ProcessRef, log *slog.Logger) error {
 	if err == nil && waitGone(monitor, 10*time.Second) {
 		return nil
 	}
-	log.Debug("clean shutdown failed, signalling monitor", "err", err)
+	log.Debug("clean guest shutdown failed, quitting qemu", "err", err)
+	if qerr := quitQEMU(d); qerr == nil && waitGone(monitor, 5*time.Second) {
+		return nil
+	}
 	syscall.Kill(monitor.Pid, syscall.SIGTERM)
 	if waitGone(monitor, 5*time.Second) {
 		return nil
@@ -125,6 +130,18 @@ func stopSandbox(d Dir, monitor ProcessRef, log *slog.Logger) error {
 		return fmt.Errorf("monitor %d of sandbox %s does not exit", monitor.Pid, d.ID)
 	}
 	return nil
+}
+
+// quitQEMU asks QEMU to quit through QMP, within a deadline.
+func quitQEMU(d Dir) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	q, err := hypervisor.DialQMP(ctx, d.QMPSocket())
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	return q.Quit(ctx)
 }
 
 // killQEMU kills the QEMU recorded in the state dir, if it still runs

@@ -338,10 +338,51 @@ func createDevices(rootfs string, spec *specs.Spec) error {
 	if spec.Linux != nil {
 		devs = append(devs, spec.Linux.Devices...)
 	}
+	// Without a tmpfs on /dev the nodes would land in the rootfs, which is
+	// the host's directory shared into the guest: never create device nodes
+	// there, bind the guest's own nodes over empty files instead (as runc
+	// does in a user namespace).
+	create := createDevice
+	if !devIsTmpfs(spec) {
+		create = bindDevice
+	}
 	for _, d := range devs {
-		if err := createDevice(rootfs, d); err != nil {
+		if err := create(rootfs, d); err != nil {
 			return fmt.Errorf("create device %s: %w", d.Path, err)
 		}
+	}
+	return nil
+}
+
+func devIsTmpfs(spec *specs.Spec) bool {
+	isTmpfs := false
+	for _, m := range spec.Mounts {
+		if filepath.Clean(m.Destination) == "/dev" {
+			isTmpfs = m.Type == "tmpfs"
+		}
+	}
+	return isTmpfs
+}
+
+// bindDevice binds the agent's node for d (the child's mount namespace is
+// still a copy of the agent's, so /dev/... is the guest's devtmpfs) over an
+// empty file in the rootfs.
+func bindDevice(rootfs string, d specs.LinuxDevice) error {
+	dst, err := secureJoin(rootfs, d.Path)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	src := filepath.Join("/dev", strings.TrimPrefix(filepath.Clean(d.Path), "/dev/"))
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
 	}
 	return nil
 }

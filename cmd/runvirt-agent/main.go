@@ -21,7 +21,7 @@ func main() {
 	// A re-exec'd container child never returns from here.
 	guest.MaybeRunChild()
 
-	cfg, conn, err := agent.Boot()
+	cfg, conn, err := guest.Boot()
 	if err != nil {
 		fail(err)
 	}
@@ -30,13 +30,13 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv := guest.NewServer(log, agent.PowerOff)
+	srv := guest.NewServer(log, guest.PowerOff)
 	hello := agent.Hello{AgentVersion: version, Kernel: kernelRelease(), BootMillis: bootMillis()}
 	err = srv.Serve(conn, hello)
 	// The host went away: nothing is left to serve, so stop the VM rather
 	// than leave it running unreachable.
 	log.Error("agent stopped serving", "err", err)
-	agent.PowerOff()
+	guest.PowerOff()
 }
 
 func bootMillis() int64 {
@@ -59,5 +59,5 @@ func kernelRelease() string {
 // never exit (the kernel would panic and the host would only see a hang).
 func fail(err error) {
 	fmt.Fprintf(os.Stderr, "runvirt-agent: boot failed: %v\n", err)
-	agent.PowerOff()
+	guest.PowerOff()
 }
