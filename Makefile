@@ -34,6 +34,7 @@ guest: agent
 install: all
 	install -D -m 0755 bin/runvirt $(DESTDIR)$(PREFIX)/bin/runvirt
 	install -D -m 0644 $(GUEST_DIR)/vmlinuz $(DESTDIR)$(DATADIR)/vmlinuz
+	install -D -m 0644 $(GUEST_DIR)/vmlinux $(DESTDIR)$(DATADIR)/vmlinux
 	install -D -m 0644 $(GUEST_DIR)/initrd.img $(DESTDIR)$(DATADIR)/initrd.img
 	install -D -m 0644 $(GUEST_DIR)/kernel.release $(DESTDIR)$(DATADIR)/kernel.release
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/config.toml ]; then \

@@ -70,7 +70,7 @@ func Default() *Config {
 	return &Config{
 		QEMU:        "qemu-system-x86_64",
 		Virtiofsd:   "/usr/lib/qemu/virtiofsd",
-		Kernel:      DataDir + "/vmlinuz",
+		Kernel:      DataDir + "/vmlinux",
 		Initrd:      DataDir + "/initrd.img",
 		Machine:     "q35",
 		VCPUs:       1,
