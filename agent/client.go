@@ -116,16 +116,50 @@ func (c *Client) Stdio(ctx context.Context, id, exec, stream string) (net.Conn, 
 // Wait blocks until the process exits (or ctx ends) and returns its status
 // as runc reports it.
 func (c *Client) Wait(ctx context.Context, id, exec string) (int, error) {
-	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpWait, Container: id, Exec: exec}, false)
+	w, err := c.WaitStream(ctx, id, exec, false)
 	if err != nil {
 		return 0, err
 	}
-	conn.Close()
+	return w.Result()
+}
+
+// Waiter is a wait request in flight.
+type Waiter struct {
+	conn net.Conn
+	op   string
+}
+
+// WaitStream sends a wait request and returns without waiting for the
+// answer. With lifeline, the agent kills the process if this stream ends
+// before the process exits (see Request.Lifeline).
+func (c *Client) WaitStream(ctx context.Context, id, exec string, lifeline bool) (*Waiter, error) {
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to agent: %w", err)
+	}
+	req := &Request{Op: OpWait, Container: id, Exec: exec, Lifeline: lifeline}
+	if err := WriteFrame(conn, req); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("agent wait: %w", err)
+	}
+	return &Waiter{conn: conn, op: OpWait}, nil
+}
+
+// Result blocks until the process exits and returns its exit status.
+func (w *Waiter) Result() (int, error) {
+	defer w.conn.Close()
+	var resp Response
+	if err := ReadFrame(w.conn, &resp); err != nil {
+		return 0, fmt.Errorf("agent wait: %w", err)
+	}
 	if err := resp.Err(); err != nil {
 		return 0, err
 	}
 	return resp.ExitStatus, nil
 }
+
+// Close abandons the wait.
+func (w *Waiter) Close() error { return w.conn.Close() }
 
 // Signal sends sig to the process, or with all to every process of the
 // container.
@@ -157,6 +191,37 @@ func (c *Client) Ps(ctx context.Context, id string) ([]int, error) {
 // Delete forgets a stopped container.
 func (c *Client) Delete(ctx context.Context, id string) error {
 	_, err := c.call(ctx, &Request{Op: OpDelete, Container: id})
+	return err
+}
+
+// Pause freezes every process of the container.
+func (c *Client) Pause(ctx context.Context, id string) error {
+	_, err := c.call(ctx, &Request{Op: OpPause, Container: id})
+	return err
+}
+
+// Resume thaws a paused container.
+func (c *Client) Resume(ctx context.Context, id string) error {
+	_, err := c.call(ctx, &Request{Op: OpResume, Container: id})
+	return err
+}
+
+// Stats returns the container's resource usage in the guest.
+func (c *Client) Stats(ctx context.Context, id string) (*Stats, error) {
+	resp, err := c.call(ctx, &Request{Op: OpStats, Container: id})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Stats == nil {
+		return nil, fmt.Errorf("agent %s: response has no stats", OpStats)
+	}
+	return resp.Stats, nil
+}
+
+// Update changes the container's resource limits; fields of r left nil keep
+// their value.
+func (c *Client) Update(ctx context.Context, id string, r *specs.LinuxResources) error {
+	_, err := c.call(ctx, &Request{Op: OpUpdate, Container: id, Resources: r})
 	return err
 }
 

@@ -45,6 +45,10 @@ const (
 	OpState    = "state"    // Container
 	OpPs       = "ps"       // Container: pids as seen from the guest
 	OpDelete   = "delete"   // Container: forget a stopped container
+	OpPause    = "pause"    // Container: freeze every process of the container
+	OpResume   = "resume"   // Container: thaw a paused container
+	OpStats    = "stats"    // Container: resource usage (Response.Stats)
+	OpUpdate   = "update"   // Container, Resources: change the resource limits
 	OpShutdown = "shutdown" // sync the guest and power it off
 	OpPing     = "ping"
 )
@@ -93,10 +97,18 @@ type Request struct {
 	Process *specs.Process `json:"process,omitempty"`
 
 	Stream string `json:"stream,omitempty"` // OpStdio
-	Signal int    `json:"signal,omitempty"` // OpSignal
-	All    bool   `json:"all,omitempty"`    // OpSignal: every process of the container
-	Width  uint16 `json:"width,omitempty"`  // OpResize
-	Height uint16 `json:"height,omitempty"` // OpResize
+	// Lifeline (OpWait): the waiter stands in for the process on the host.
+	// If its stream ends before the process exits, the waiter died (a
+	// SIGKILLed stand-in) and the agent kills the process, so it can never
+	// outlive the host process a client is waiting on.
+	Lifeline bool   `json:"lifeline,omitempty"`
+	Signal   int    `json:"signal,omitempty"` // OpSignal
+	All      bool   `json:"all,omitempty"`    // OpSignal: every process of the container
+	Width    uint16 `json:"width,omitempty"`  // OpResize
+	Height   uint16 `json:"height,omitempty"` // OpResize
+
+	// OpUpdate: the new limits; fields left nil keep their value.
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 // Response answers a Request. Error is empty on success.
@@ -109,6 +121,7 @@ type Response struct {
 	ExitStatus int    `json:"exit_status,omitempty"` // OpWait: 128+N for signal N
 	Status     string `json:"status,omitempty"`      // OpState: created|running|stopped
 	Pids       []int  `json:"pids,omitempty"`        // OpPs
+	Stats      *Stats `json:"stats,omitempty"`       // OpStats
 }
 
 // Error kinds, so the host can map guest failures to runc's wording.

@@ -299,3 +299,32 @@ func mountsUnder(dir string) []string {
 	}
 	return out
 }
+
+// state returns `runvirt state ID` decoded, or ok=false if it failed.
+func (e *env) state(id string) (st struct {
+	ID     string `json:"id"`
+	Pid    int    `json:"pid"`
+	Status string `json:"status"`
+	Bundle string `json:"bundle"`
+}, ok bool) {
+	out, err := e.command("state", id).Output()
+	if err != nil {
+		return st, false
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		e.t.Fatalf("state output %q: %v", out, err)
+	}
+	return st, true
+}
+
+// waitStatus polls `runvirt state` until the container has status want.
+func (e *env) waitStatus(id, want string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if st, ok := e.state(id); ok && st.Status == want {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}

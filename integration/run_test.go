@@ -182,17 +182,12 @@ func TestRunKilledBySIGKILL(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(120 * time.Second)
-	for {
-		out, err := e.command("kill", "killme", "KILL").CombinedOutput()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("kill never succeeded: %q", out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !e.waitStatus("killme", "running", 120*time.Second) {
+		cmd.Process.Kill()
+		t.Fatal("the container never ran")
+	}
+	if out, err := e.command("kill", "killme", "KILL").CombinedOutput(); err != nil {
+		t.Fatalf("kill: %v %q", err, out)
 	}
 	select {
 	case err := <-exited:

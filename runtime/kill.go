@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/runvirt/runvirt/agent"
 	"golang.org/x/sys/unix"
@@ -30,4 +31,16 @@ func Kill(ctx context.Context, g Globals, id string, sig unix.Signal, all bool) 
 		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
 	}
 	return err
+}
+
+// Ps lists the container's processes by guest pid.
+func Ps(ctx context.Context, g Globals, id string, log *slog.Logger) ([]int, error) {
+	c, err := Load(g, id, log)
+	if err != nil {
+		return nil, err
+	}
+	if !c.State.Monitor.Alive() {
+		return nil, nil
+	}
+	return c.client().Ps(ctx, id)
 }

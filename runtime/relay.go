@@ -129,9 +129,10 @@ func (r *Relay) Close() {
 	}
 }
 
-// Wait forwards the signals arriving on sigs to the guest process until it
-// exits, then returns its exit status once its output has been written.
-func (r *Relay) Wait(ctx context.Context, sigs <-chan os.Signal) (int, error) {
+// Wait forwards the signals arriving on sigs to the guest process until w
+// answers that it exited, then returns its exit status once its output has
+// been written.
+func (r *Relay) Wait(ctx context.Context, w *agent.Waiter, sigs <-chan os.Signal) (int, error) {
 	defer r.Close()
 	type result struct {
 		status int
@@ -139,7 +140,7 @@ func (r *Relay) Wait(ctx context.Context, sigs <-chan os.Signal) (int, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		st, err := r.Client.Wait(ctx, r.Container, r.Exec)
+		st, err := w.Result()
 		done <- result{st, err}
 	}()
 	if r.Terminal {

@@ -51,6 +51,7 @@ type process struct {
 
 	pid     int
 	started bool
+	spawned chan struct{} // closed once pid is set (or the spawn failed)
 	exited  chan struct{} // closed once status is set
 	status  int
 }
@@ -97,7 +98,7 @@ func (s *Server) handle(st net.Conn) {
 		st.Close()
 		return
 	}
-	resp, after := s.dispatch(&req)
+	resp, after := s.dispatch(&req, st)
 	if err := agent.WriteFrame(st, resp); err != nil {
 		s.log.Warn("send response", "op", req.Op, "err", err)
 		st.Close()
@@ -112,7 +113,7 @@ func (s *Server) handle(st net.Conn) {
 
 // dispatch runs one request. A non-nil func takes over the stream after the
 // response has been written (stdio).
-func (s *Server) dispatch(req *agent.Request) (*agent.Response, func(net.Conn)) {
+func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, func(net.Conn)) {
 	switch req.Op {
 	case agent.OpPing:
 		return &agent.Response{}, nil
@@ -132,8 +133,14 @@ func (s *Server) dispatch(req *agent.Request) (*agent.Response, func(net.Conn)) 
 		if err != nil {
 			return errResp(err), nil
 		}
+		if req.Lifeline {
+			go s.watchLifeline(st, req.Container, p)
+		}
 		<-p.exited
-		return &agent.Response{ExitStatus: p.status}, nil
+		s.mu.Lock()
+		status := p.status
+		s.mu.Unlock()
+		return &agent.Response{ExitStatus: status}, nil
 	case agent.OpSignal:
 		return errResp(s.signal(req)), nil
 	case agent.OpResize:
@@ -147,6 +154,17 @@ func (s *Server) dispatch(req *agent.Request) (*agent.Response, func(net.Conn)) 
 		return r, nil
 	case agent.OpDelete:
 		return errResp(s.delete(req.Container)), nil
+	case agent.OpPause:
+		return errResp(s.pause(req.Container)), nil
+	case agent.OpResume:
+		return errResp(s.resume(req.Container)), nil
+	case agent.OpStats:
+		st, err := s.stats(req.Container)
+		r := errResp(err)
+		r.Stats = st
+		return r, nil
+	case agent.OpUpdate:
+		return errResp(s.update(req.Container, req.Resources)), nil
 	case agent.OpShutdown:
 		return &agent.Response{}, func(st net.Conn) {
 			st.Close()
@@ -230,7 +248,7 @@ func (s *Server) prepareExec(req *agent.Request) error {
 // newProcess makes the stdio of a process before it starts, so the host can
 // attach its streams first and lose no output.
 func newProcess(id string, spec *specs.Process) (*process, error) {
-	p := &process{id: id, spec: spec, exited: make(chan struct{}), attached: map[string]bool{}}
+	p := &process{id: id, spec: spec, exited: make(chan struct{}), spawned: make(chan struct{}), attached: map[string]bool{}}
 	if spec.Terminal {
 		ptmx, tty, err := pty.Open()
 		if err != nil {
@@ -309,14 +327,18 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	if err != nil {
 		// The process never ran: its stdio streams end now and it counts as
 		// exited, so waiters are not left hanging.
+		s.mu.Lock()
 		p.status = 127
+		s.mu.Unlock()
 		p.closeAgentEnds()
+		close(p.spawned)
 		close(p.exited)
 		return 0, err
 	}
 	s.mu.Lock()
 	p.pid = proc.Pid
 	s.mu.Unlock()
+	close(p.spawned)
 	go s.waitExit(p, exitCh)
 	s.log.Info("process started", "container", c.id, "exec", p.id, "pid", proc.Pid)
 	return proc.Pid, nil
@@ -397,27 +419,69 @@ func (s *Server) stdio(req *agent.Request) (*agent.Response, func(net.Conn)) {
 	}
 }
 
+// watchLifeline kills p if the waiter's stream ends before p exits: the
+// host process standing in for p is gone.
+func (s *Server) watchLifeline(st net.Conn, cid string, p *process) {
+	var b [1]byte
+	st.Read(b[:])
+	if isClosed(p.exited) {
+		return
+	}
+	s.log.Warn("stand-in gone, killing its process", "container", cid, "exec", p.id)
+	s.kill(p, unix.SIGKILL, p.id == "")
+}
+
+// kill signals a process; a process not yet started is discarded as if
+// the signal had killed it, as runc's kill of a created container does.
+func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
+	s.mu.Lock()
+	pid, started := p.pid, p.started
+	if !started && !isClosed(p.exited) {
+		if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGWINCH || sig == unix.SIGCONT {
+			s.mu.Unlock()
+			return nil // ignored by default: nothing happens
+		}
+		p.started = true
+		p.status = 128 + int(sig)
+		closeStdio(p.child)
+		p.closeAgentEnds()
+		close(p.spawned)
+		close(p.exited)
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	if started {
+		// A start in progress: signal the process once it exists.
+		select {
+		case <-p.spawned:
+		case <-time.After(30 * time.Second):
+		}
+		s.mu.Lock()
+		pid = p.pid
+		s.mu.Unlock()
+	}
+	if pid == 0 || isClosed(p.exited) {
+		return badState("process is not running")
+	}
+	if all {
+		for _, q := range pidsInNamespace(pid) {
+			unix.Kill(q, sig)
+		}
+		return nil
+	}
+	if err := unix.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
+	}
+	return nil
+}
+
 func (s *Server) signal(req *agent.Request) error {
 	p, err := s.lookup(req.Container, req.Exec)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	pid, started := p.pid, p.started
-	s.mu.Unlock()
-	if !started || pid == 0 || isClosed(p.exited) {
-		return badState("process is not running")
-	}
-	if req.All {
-		for _, q := range pidsInNamespace(pid) {
-			unix.Kill(q, unix.Signal(req.Signal))
-		}
-		return nil
-	}
-	if err := unix.Kill(pid, unix.Signal(req.Signal)); err != nil {
-		return fmt.Errorf("signal %d to pid %d: %w", req.Signal, pid, err)
-	}
-	return nil
+	return s.kill(p, unix.Signal(req.Signal), req.All)
 }
 
 func (s *Server) resize(req *agent.Request) error {
@@ -439,7 +503,7 @@ func (s *Server) state(req *agent.Request) *agent.Response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case !p.started:
+	case !p.started || (p.pid == 0 && !isClosed(p.exited)):
 		return &agent.Response{Status: "created"}
 	case isClosed(p.exited):
 		return &agent.Response{Status: "stopped", Pid: p.pid, ExitStatus: p.status}

@@ -1,0 +1,251 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/creack/pty"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// StandInCommand is the hidden CLI command that runs RunStandIn.
+const StandInCommand = "stand-in"
+
+// A stand-in is the host process a client sees for one guest process (the
+// container's init or an exec). Its pid goes in --pid-file: containerd's
+// shim, conmon and docker wait on it and reap it for the exit status. It
+// inherits the stdio the client passed (or owns the host side of the
+// console), relays it to the guest process, forwards every signal it gets,
+// and exits with the guest process's status. It lives in the container's
+// network namespace, because docker's hooks find the namespace through it.
+
+// netnsOf says where a stand-in must live: "" is the host's namespace
+// (the spec has none), "new" a fresh one, else a path to join.
+func netnsOf(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			if ns.Path == "" {
+				return "new"
+			}
+			return ns.Path
+		}
+	}
+	return ""
+}
+
+// standInSpec is how to start one stand-in.
+type standInSpec struct {
+	g             Globals
+	d             Dir    // the container's state dir
+	exec          string // "" for the init process
+	terminal      bool
+	consoleSocket string
+	netns         string     // see netnsOf
+	stdio         []*os.File // stdin, stdout, stderr when there is no console
+}
+
+// spawnStandIn starts a stand-in and waits until it has attached the
+// guest process's stdio and its lifeline, so no output is lost and the
+// process cannot outlive it.
+func spawnStandIn(s standInSpec) (ProcessRef, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return ProcessRef{}, fmt.Errorf("find own executable: %w", err)
+	}
+	args := []string{"--root", s.g.Root, "--log", s.d.join("stand-in.log"), "--log-format", "json"}
+	if s.g.Debug {
+		args = append(args, "--debug")
+	}
+	args = append(args, StandInCommand)
+	if s.exec != "" {
+		args = append(args, "--exec", s.exec)
+	}
+	if s.terminal {
+		args = append(args, "--tty")
+	}
+	args = append(args, s.d.ID)
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return ProcessRef{}, fmt.Errorf("ready pipe: %w", err)
+	}
+	defer pr.Close()
+	cmd.ExtraFiles = []*os.File{pw}
+
+	if s.consoleSocket != "" {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			pw.Close()
+			return ProcessRef{}, fmt.Errorf("allocate console: %w", err)
+		}
+		defer tty.Close()
+		err = sendConsole(s.consoleSocket, ptmx)
+		ptmx.Close()
+		if err != nil {
+			pw.Close()
+			return ProcessRef{}, err
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		cmd.SysProcAttr.Setctty = true
+		cmd.SysProcAttr.Ctty = 0
+	} else if len(s.stdio) == 3 {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio[0], s.stdio[1], s.stdio[2]
+	}
+
+	err = startInNetns(cmd, s.netns)
+	pw.Close()
+	if err != nil {
+		return ProcessRef{}, fmt.Errorf("start stand-in: %w", err)
+	}
+	// The stand-in outlives us; whoever inherits it (the client's
+	// subreaper) reaps it. Until we exit, release it so Go does not.
+	ref, rerr := RefOf(cmd.Process.Pid)
+	if rerr != nil {
+		ref = ProcessRef{Pid: cmd.Process.Pid}
+	}
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if line == "ok\n" {
+		cmd.Process.Release()
+		return ref, nil
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if msg := strings.TrimSpace(line); msg != "" {
+		return ProcessRef{}, errors.New(msg)
+	}
+	return ProcessRef{}, fmt.Errorf("stand-in exited before it was ready (%v); see %s", err, s.d.join("stand-in.log"))
+}
+
+// startInNetns starts cmd in the network namespace netns. Joining a path
+// happens on a locked OS thread that forks the child and then dies, since
+// setns only changes the calling thread.
+func startInNetns(cmd *exec.Cmd, netns string) error {
+	switch netns {
+	case "":
+		return cmd.Start()
+	case "new":
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+		return cmd.Start()
+	}
+	f, err := os.Open(netns)
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread is in another namespace now and must
+		// die with this goroutine.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("join network namespace %s: %w", netns, err)
+			return
+		}
+		done <- cmd.Start()
+	}()
+	return <-done
+}
+
+// sendConsole passes the console's master to the client over its socket,
+// as runc does: the pty name as data, the fd as SCM_RIGHTS.
+func sendConsole(socket string, master *os.File) error {
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		return fmt.Errorf("connect to console socket: %w", err)
+	}
+	defer c.Close()
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("console socket %s is not a unix socket", socket)
+	}
+	_, _, err = uc.WriteMsgUnix([]byte(master.Name()), unix.UnixRights(int(master.Fd())), nil)
+	if err != nil {
+		return fmt.Errorf("send console: %w", err)
+	}
+	return nil
+}
+
+// RunStandIn is the body of the hidden stand-in command. It returns only on
+// failure before the guest process ran; otherwise it exits the way the
+// guest process did.
+func RunStandIn(g Globals, id, execID string, terminal bool, ready *os.File, log *slog.Logger) error {
+	report := func(err error) error {
+		fmt.Fprintf(ready, "%s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		ready.Close()
+		return err
+	}
+	sigs, stop := NotifySignals()
+	defer stop()
+	c, err := Load(g, id, log)
+	if err != nil {
+		return report(err)
+	}
+	relay := &Relay{
+		Client: c.client(), Container: id, Exec: execID, Terminal: terminal,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Log: log,
+	}
+	if terminal && isTerminal(os.Stdin) {
+		// The guest's pty does the line discipline; ours passes bytes.
+		if restore, err := makeRaw(os.Stdin); err == nil {
+			defer restore()
+		}
+	}
+	ctx := context.Background()
+	if err := relay.Attach(ctx); err != nil {
+		return report(err)
+	}
+	w, err := relay.Client.WaitStream(ctx, id, execID, true)
+	if err != nil {
+		relay.Close()
+		return report(err)
+	}
+	fmt.Fprintln(ready, "ok")
+	ready.Close()
+	status, err := relay.Wait(ctx, w, sigs)
+	if err != nil {
+		// The VM is gone (QEMU or the monitor was killed): to the client the
+		// process died as if SIGKILLed.
+		log.Error("lost the guest process", "container", id, "exec", execID, "err", err)
+		status = 128 + int(syscall.SIGKILL)
+	}
+	stop()
+	exitLike(status)
+	return nil
+}
+
+// exitLike ends this process the way the guest process ended: killed by
+// the same signal (so a waiting client sees WIFSIGNALED), or with its code.
+func exitLike(status int) {
+	if status > 128 && status < 128+65 {
+		sig := syscall.Signal(status - 128)
+		switch sig {
+		case syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU,
+			// Go's runtime reports these itself (as a crash) even when sent
+			// by kill: exit with the code instead.
+			syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL,
+			syscall.SIGTRAP, syscall.SIGSYS, syscall.SIGABRT, syscall.SIGQUIT:
+		default:
+			signal.Reset(sig)
+			unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) // no core file
+			syscall.Kill(os.Getpid(), sig)
+		}
+	}
+	os.Exit(status)
+}

@@ -1,0 +1,54 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// Start starts the process of a created container: the startContainer
+// hooks, then the process in the guest, then the poststart hooks (whose
+// failure only warns, as the spec says).
+func Start(ctx context.Context, g Globals, id string, log *slog.Logger) error {
+	c, err := Load(g, id, log)
+	if err != nil {
+		return err
+	}
+	lock, err := LockDir(c.Dir)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if c, err = Load(g, id, log); err != nil { // reread under the lock
+		return err
+	}
+	switch status := c.Status(ctx); status {
+	case StatusCreated:
+	case StatusStopped:
+		return fmt.Errorf("cannot start a container that has stopped")
+	case StatusRunning, StatusPaused:
+		return fmt.Errorf("cannot start an already running container")
+	default:
+		return fmt.Errorf("cannot start a container in the %s state", status)
+	}
+	spec, err := c.spec()
+	if err != nil {
+		return err
+	}
+	if err := runHooks(spec.Hooks, hookStartContainer, c.OCIState(StatusCreated)); err != nil {
+		c.client().Signal(ctx, id, "", 9, false)
+		return err
+	}
+	pid, err := c.client().Start(ctx, id, "")
+	if err != nil {
+		return startError(err)
+	}
+	c.State.Status, c.State.GuestPid = StatusRunning, pid
+	if err := SaveState(c.Dir, c.State); err != nil {
+		return err
+	}
+	if err := runHooks(spec.Hooks, hookPoststart, c.OCIState(StatusRunning)); err != nil {
+		log.Warn(err.Error())
+	}
+	return nil
+}
