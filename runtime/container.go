@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,14 +78,11 @@ func (c *Container) Status(ctx context.Context) string {
 		return StatusStopped
 	}
 	switch resp.Status {
-	case StatusCreated, StatusRunning:
+	case StatusCreated, StatusRunning, StatusPaused:
 		if st.StandIn.Pid != 0 && !st.StandIn.Alive() {
 			c.log.Warn("stand-in process is gone; killing the container's processes", "pid", st.StandIn.Pid)
-			c.client().Signal(ctx, st.ID, "", int(syscall.SIGKILL), resp.Status == StatusRunning)
+			c.client().Signal(ctx, st.ID, "", int(syscall.SIGKILL), resp.Status != StatusCreated)
 			return StatusStopped
-		}
-		if resp.Status == StatusRunning && st.Paused {
-			return StatusPaused
 		}
 		return resp.Status
 	}
@@ -148,13 +146,18 @@ func (c *Container) RuncState(ctx context.Context) RuncState {
 	}
 }
 
-// spec reads the bundle's spec again (hooks, process) for later verbs.
-func (c *Container) spec() (*specs.Spec, error) {
-	b, err := LoadBundle(c.State.Bundle)
+// Spec returns the spec the container was created with (the copy taken at
+// create, not the bundle's config.json, which may have changed since).
+func (c *Container) Spec() (*specs.Spec, error) {
+	b, err := os.ReadFile(c.Dir.Spec())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read spec of %s: %w", c.State.ID, err)
 	}
-	return b.Spec, nil
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("decode spec of %s: %w", c.State.ID, err)
+	}
+	return &s, nil
 }
 
 // List returns the state of every container under the root.

@@ -41,8 +41,6 @@ type State struct {
 	// StandIn is the host process standing in for the container's init:
 	// the pid clients get in --pid-file and wait on.
 	StandIn ProcessRef `json:"stand_in"`
-	// Paused is set by pause and cleared by resume.
-	Paused bool `json:"paused,omitempty"`
 	// Config is the VM configuration the sandbox was started with.
 	Config SandboxConfig `json:"config"`
 }

@@ -508,7 +508,15 @@ func (s *Server) state(req *agent.Request) *agent.Response {
 	case isClosed(p.exited):
 		return &agent.Response{Status: "stopped", Pid: p.pid, ExitStatus: p.status}
 	}
-	return &agent.Response{Status: "running", Pid: p.pid}
+	pid := p.pid
+	s.mu.Unlock()
+	// Paused is read from the container's cgroup, never from a flag.
+	paused := s.paused(req.Container)
+	s.mu.Lock()
+	if paused {
+		return &agent.Response{Status: "paused", Pid: pid}
+	}
+	return &agent.Response{Status: "running", Pid: pid}
 }
 
 func (s *Server) ps(cid string) ([]int, error) {
