@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,10 +55,15 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	}
 	ref, err := spawnStandIn(standInSpec{
 		g: o.Globals, d: c.Dir, terminal: spec.Process.Terminal,
-		consoleSocket: o.ConsoleSocket, netns: netnsOf(spec),
+		consoleSocket: o.ConsoleSocket, ns: nsPlanOf(spec),
 		stdio: []*os.File{o.Stdin, o.Stdout, o.Stderr},
 	})
 	if err != nil {
+		return nil, err
+	}
+	cgroupPids := append(sandboxPids(c.State.Monitor.Pid), ref.Pid)
+	if _, err := setupHostCgroup(spec, o.ID, cgroupPids); err != nil {
+		syscall.Kill(ref.Pid, syscall.SIGKILL)
 		return nil, err
 	}
 	c.State.StandIn = ref
@@ -155,6 +161,13 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	}
 	guestSpec = forGuest(guestSpec)
 
+	specJSON, err := json.Marshal(b.Spec)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode spec: %w", err)
+	}
+	if err := writeFileAtomic(d.Spec(), specJSON, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("save spec: %w", err)
+	}
 	st := &State{
 		ID: o.ID, Bundle: b.Dir, Rootfs: b.Rootfs, Created: time.Now().UTC(),
 		Owner: currentOwner(), Annotations: b.Spec.Annotations, Sandbox: o.ID,
@@ -217,6 +230,9 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 		if err := stopSandbox(c.Dir, st.Monitor, log); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if spec, err := c.Spec(); err == nil {
+		removeHostCgroup(spec, st.ID)
 	}
 	if err := removeMounted(c.Dir.Path()); err != nil {
 		errs = append(errs, fmt.Errorf("remove state of %s: %w", c.Dir.ID, err))

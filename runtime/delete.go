@@ -37,7 +37,7 @@ func Delete(ctx context.Context, g Globals, id string, force bool, log *slog.Log
 	case StatusCreating:
 		return fmt.Errorf("cannot delete container %s: it is being created", id)
 	}
-	spec, specErr := c.spec()
+	spec, specErr := c.Spec()
 	if err := destroyContainer(c, log); err != nil {
 		return err
 	}

@@ -23,6 +23,10 @@ func (d Dir) join(n string) string { return filepath.Join(d.Root, d.ID, n) }
 // State is the container's state file.
 func (d Dir) State() string { return d.join("state.json") }
 
+// Spec is the copy of the bundle's config.json taken at create: later
+// changes to the bundle must not affect the container.
+func (d Dir) Spec() string { return d.join("config.json") }
+
 // Lock is the file whose flock serialises verbs on the container.
 func (d Dir) Lock() string { return d.join("lock") }
 

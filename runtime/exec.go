@@ -182,17 +182,27 @@ func Exec(ctx context.Context, o ExecOptions) (int, error) {
 }
 
 func execDetached(ctx context.Context, c *Container, execID string, o ExecOptions) error {
-	netns := ""
+	var ns nsPlan
 	if c.State.StandIn.Alive() {
-		netns = fmt.Sprintf("/proc/%d/ns/net", c.State.StandIn.Pid)
+		spec, err := c.Spec()
+		if err != nil {
+			return err
+		}
+		ns = nsPlanOfProcess(spec, c.State.StandIn.Pid)
 	}
 	ref, err := spawnStandIn(standInSpec{
 		g: o.Globals, d: c.Dir, exec: execID, terminal: o.Process.Terminal,
-		consoleSocket: o.ConsoleSocket, netns: netns,
+		consoleSocket: o.ConsoleSocket, ns: ns,
 		stdio: []*os.File{o.Stdin, o.Stdout, o.Stderr},
 	})
 	if err != nil {
 		return err
+	}
+	if spec, err := c.Spec(); err == nil {
+		if _, err := setupHostCgroup(spec, o.ID, []int{ref.Pid}); err != nil {
+			killProcess(ref)
+			return err
+		}
 	}
 	if _, err := c.client().Start(ctx, o.ID, execID); err != nil {
 		killProcess(ref)

@@ -30,21 +30,85 @@ const StandInCommand = "stand-in"
 // and exits with the guest process's status. It lives in the container's
 // network namespace, because docker's hooks find the namespace through it.
 
-// netnsOf says where a stand-in must live: "" is the host's namespace
-// (the spec has none), "new" a fresh one, else a path to join.
-func netnsOf(spec *specs.Spec) string {
+// nsPlan is how a stand-in gets the container's namespaces: new ones
+// through clone flags, existing ones (by path) joined before the fork. The
+// stand-in mirrors the spec's namespaces, so what clients and hooks read from
+// /proc/<pid>/ns/* is the container's, with two exceptions: never a user
+// namespace (it must stay root to reach the sandbox's sockets), and never a
+// new pid namespace, whose init it would be: an init cannot die of a signal
+// it raises itself, and the stand-in must die of its process's signal.
+type nsPlan struct {
+	clone uintptr
+	join  []nsJoin
+}
+
+type nsJoin struct {
+	path string
+	flag int // CLONE_NEW* of the namespace type
+}
+
+var nsFlags = map[specs.LinuxNamespaceType]int{
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+}
+
+// nsPlanOf reads the plan from a spec.
+func nsPlanOf(spec *specs.Spec) nsPlan {
+	var p nsPlan
 	if spec.Linux == nil {
-		return ""
+		return p
 	}
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace {
-			if ns.Path == "" {
-				return "new"
+		flag, ok := nsFlags[ns.Type]
+		if !ok {
+			continue
+		}
+		if ns.Path == "" {
+			if flag != unix.CLONE_NEWPID {
+				p.clone |= uintptr(flag)
 			}
-			return ns.Path
+		} else {
+			p.join = append(p.join, nsJoin{path: ns.Path, flag: flag})
 		}
 	}
-	return ""
+	return p
+}
+
+// nsPlanOfProcess joins every namespace of a running stand-in, for the
+// stand-ins of exec processes.
+func nsPlanOfProcess(spec *specs.Spec, pid int) nsPlan {
+	var p nsPlan
+	names := map[int]string{
+		unix.CLONE_NEWNET: "net", unix.CLONE_NEWIPC: "ipc", unix.CLONE_NEWUTS: "uts",
+		unix.CLONE_NEWPID: "pid", unix.CLONE_NEWNS: "mnt", unix.CLONE_NEWCGROUP: "cgroup",
+	}
+	for _, ns := range nsPlanOf(spec).all() {
+		name := names[ns]
+		if name == "pid" {
+			// A process's pid namespace for children is pid_for_children.
+			name = "pid_for_children"
+		}
+		p.join = append(p.join, nsJoin{path: fmt.Sprintf("/proc/%d/ns/%s", pid, name), flag: ns})
+	}
+	return p
+}
+
+// all lists every namespace type the plan touches.
+func (p nsPlan) all() []int {
+	var out []int
+	for _, f := range nsFlags {
+		if p.clone&uintptr(f) != 0 {
+			out = append(out, f)
+		}
+	}
+	for _, j := range p.join {
+		out = append(out, j.flag)
+	}
+	return out
 }
 
 // standInSpec is how to start one stand-in.
@@ -54,7 +118,7 @@ type standInSpec struct {
 	exec          string // "" for the init process
 	terminal      bool
 	consoleSocket string
-	netns         string     // see netnsOf
+	ns            nsPlan
 	stdio         []*os.File // stdin, stdout, stderr when there is no console
 }
 
@@ -109,7 +173,7 @@ func spawnStandIn(s standInSpec) (ProcessRef, error) {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdio[0], s.stdio[1], s.stdio[2]
 	}
 
-	err = startInNetns(cmd, s.netns)
+	err = startInNamespaces(cmd, s.ns)
 	pw.Close()
 	if err != nil {
 		return ProcessRef{}, fmt.Errorf("start stand-in: %w", err)
@@ -133,30 +197,42 @@ func spawnStandIn(s standInSpec) (ProcessRef, error) {
 	return ProcessRef{}, fmt.Errorf("stand-in exited before it was ready (%v); see %s", err, s.d.join("stand-in.log"))
 }
 
-// startInNetns starts cmd in the network namespace netns. Joining a path
-// happens on a locked OS thread that forks the child and then dies, since
-// setns only changes the calling thread.
-func startInNetns(cmd *exec.Cmd, netns string) error {
-	switch netns {
-	case "":
-		return cmd.Start()
-	case "new":
-		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+// startInNamespaces starts cmd in the planned namespaces. Joining happens
+// on a locked OS thread that forks the child and then dies, since setns
+// only changes the calling thread (and the mount namespace needs the
+// thread's own fs_struct first).
+func startInNamespaces(cmd *exec.Cmd, p nsPlan) error {
+	cmd.SysProcAttr.Cloneflags |= p.clone
+	if len(p.join) == 0 {
 		return cmd.Start()
 	}
-	f, err := os.Open(netns)
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, j := range p.join {
+		f, err := os.Open(j.path)
+		if err != nil {
+			return fmt.Errorf("open namespace %s: %w", j.path, err)
+		}
+		files = append(files, f)
 	}
-	defer f.Close()
 	done := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread is in another namespace now and must
+		// Never unlocked: the thread is in other namespaces now and must
 		// die with this goroutine.
 		runtime.LockOSThread()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("join network namespace %s: %w", netns, err)
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- fmt.Errorf("unshare fs: %w", err)
 			return
+		}
+		for i, j := range p.join {
+			if err := unix.Setns(int(files[i].Fd()), j.flag); err != nil {
+				done <- fmt.Errorf("join namespace %s: %w", j.path, err)
+				return
+			}
 		}
 		done <- cmd.Start()
 	}()

@@ -31,7 +31,7 @@ func Start(ctx context.Context, g Globals, id string, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("cannot start a container in the %s state", status)
 	}
-	spec, err := c.spec()
+	spec, err := c.Spec()
 	if err != nil {
 		return err
 	}

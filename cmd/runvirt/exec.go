@@ -42,11 +42,11 @@ func (a *app) execCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			base, err := runtime.LoadBundle(c.State.Bundle)
+			base, err := c.Spec()
 			if err != nil {
 				return err
 			}
-			p, err := runtime.BuildExecProcess(base.Spec, runtime.ExecFlags{
+			p, err := runtime.BuildExecProcess(base, runtime.ExecFlags{
 				ProcessFile: cmd.String("process"), Args: args[1:], Cwd: cmd.String("cwd"),
 				Env: cmd.StringSlice("env"), User: cmd.String("user"),
 				AdditionalGids: cmd.StringSlice("additional-gids"), Caps: cmd.StringSlice("cap"),

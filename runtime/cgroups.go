@@ -1,0 +1,217 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The container's limits are enforced inside the guest, on its processes.
+// On the host the spec's cgroupsPath still gets a cgroup, holding everything
+// the sandbox runs there (QEMU, virtiofsd, the monitor, the stand-ins), with
+// the CPU and pids limits applied: that is what kubelet's accounting and
+// tools reading /proc/<pid>/cgroup expect (Kata does the same). Memory is
+// only accounted on the host, never limited: a limit below the VM's own
+// size would get QEMU OOM-killed; the guest enforces it.
+
+// cgroupRoot is where the host's cgroup file systems are mounted.
+var cgroupRoot = "/sys/fs/cgroup"
+
+// hostCgroup is the container's cgroup on the host, in every hierarchy.
+type hostCgroup struct {
+	dirs []string // one per hierarchy (cgroup v1) or the single v2 dir
+}
+
+// hostCgroupPath turns the spec's cgroupsPath into a path below the
+// hierarchy roots. systemd's "slice:prefix:name" becomes
+// slice/prefix-name.scope.
+func hostCgroupPath(spec *specs.Spec, id string) string {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return ""
+	}
+	p := spec.Linux.CgroupsPath
+	if parts := strings.Split(p, ":"); len(parts) == 3 && !strings.HasPrefix(p, "/") {
+		slice, prefix, name := parts[0], parts[1], parts[2]
+		if slice == "" {
+			slice = "system.slice"
+		}
+		p = filepath.Join(slice, prefix+"-"+name+".scope")
+	}
+	return filepath.Clean("/" + p)
+}
+
+// hierarchies lists the cgroup mounts to use: the unified one when the host
+// is pure cgroup v2, else the v1 controllers we set limits in or account.
+func hierarchies() []string {
+	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
+		return []string{cgroupRoot}
+	}
+	var out []string
+	for _, c := range []string{"cpu,cpuacct", "pids", "memory", "cpuset"} {
+		p := filepath.Join(cgroupRoot, c)
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// setupHostCgroup creates the cgroup, applies the CPU and pids limits and
+// moves pids into it. It does nothing for a spec without cgroupsPath.
+func setupHostCgroup(spec *specs.Spec, id string, pids []int) (*hostCgroup, error) {
+	rel := hostCgroupPath(spec, id)
+	if rel == "" || rel == "/" {
+		return &hostCgroup{}, nil
+	}
+	cg := &hostCgroup{}
+	for _, h := range hierarchies() {
+		dir := filepath.Join(h, rel)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			cg.remove()
+			return nil, fmt.Errorf("make cgroup %s: %w", dir, err)
+		}
+		cg.dirs = append(cg.dirs, dir)
+		if err := applyHostLimits(h, dir, spec.Linux.Resources); err != nil {
+			cg.remove()
+			return nil, err
+		}
+	}
+	if err := cg.add(pids...); err != nil {
+		cg.remove()
+		return nil, err
+	}
+	return cg, nil
+}
+
+func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
+	v2 := hier == cgroupRoot
+	var writes [][2]string
+	if strings.HasSuffix(hier, "cpuset") {
+		// A v1 cpuset cgroup takes no task before its cpus and mems are set:
+		// inherit the parent's.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f)); err == nil {
+				writes = append(writes, [2]string{f, strings.TrimSpace(string(b))})
+			}
+		}
+	}
+	if r != nil && r.CPU != nil {
+		c := r.CPU
+		if v2 {
+			if c.Quota != nil || c.Period != nil {
+				quota, period := "max", uint64(100000)
+				if c.Quota != nil && *c.Quota > 0 {
+					quota = strconv.FormatInt(*c.Quota, 10)
+				}
+				if c.Period != nil && *c.Period != 0 {
+					period = *c.Period
+				}
+				writes = append(writes, [2]string{"cpu.max", quota + " " + strconv.FormatUint(period, 10)})
+			}
+			if c.Shares != nil && *c.Shares != 0 {
+				weight := 1 + ((*c.Shares-2)*9999)/262142
+				writes = append(writes, [2]string{"cpu.weight", strconv.FormatUint(weight, 10)})
+			}
+		} else if strings.HasSuffix(hier, "cpu,cpuacct") {
+			if c.Shares != nil && *c.Shares != 0 {
+				writes = append(writes, [2]string{"cpu.shares", strconv.FormatUint(*c.Shares, 10)})
+			}
+			if c.Period != nil && *c.Period != 0 {
+				writes = append(writes, [2]string{"cpu.cfs_period_us", strconv.FormatUint(*c.Period, 10)})
+			}
+			if c.Quota != nil && *c.Quota != 0 {
+				writes = append(writes, [2]string{"cpu.cfs_quota_us", strconv.FormatInt(*c.Quota, 10)})
+			}
+			if c.RealtimePeriod != nil && *c.RealtimePeriod != 0 {
+				writes = append(writes, [2]string{"cpu.rt_period_us", strconv.FormatUint(*c.RealtimePeriod, 10)})
+			}
+			if c.RealtimeRuntime != nil && *c.RealtimeRuntime != 0 {
+				writes = append(writes, [2]string{"cpu.rt_runtime_us", strconv.FormatInt(*c.RealtimeRuntime, 10)})
+			}
+		} else if strings.HasSuffix(hier, "cpuset") {
+			if c.Cpus != "" {
+				writes = append(writes, [2]string{"cpuset.cpus", c.Cpus})
+			}
+			if c.Mems != "" {
+				writes = append(writes, [2]string{"cpuset.mems", c.Mems})
+			}
+		}
+	}
+	if r != nil && r.Pids != nil && r.Pids.Limit != nil && (v2 || strings.HasSuffix(hier, "pids")) {
+		limit := "max"
+		if *r.Pids.Limit > 0 {
+			limit = strconv.FormatInt(*r.Pids.Limit, 10)
+		}
+		writes = append(writes, [2]string{"pids.max", limit})
+	}
+	for _, w := range writes {
+		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0o644); err != nil {
+			return fmt.Errorf("cgroup %s: set %s to %s: %w", dir, w[0], w[1], err)
+		}
+	}
+	return nil
+}
+
+// add moves processes into the cgroup.
+func (cg *hostCgroup) add(pids ...int) error {
+	for _, dir := range cg.dirs {
+		for _, pid := range pids {
+			if pid <= 0 {
+				continue
+			}
+			err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !isNoProcess(err) {
+				return fmt.Errorf("move pid %d into cgroup %s: %w", pid, dir, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isNoProcess(err error) bool {
+	return strings.Contains(err.Error(), "no such process")
+}
+
+// remove deletes the cgroup directories (they must be empty by then).
+func (cg *hostCgroup) remove() {
+	for _, dir := range cg.dirs {
+		os.Remove(dir)
+	}
+}
+
+// removeHostCgroup deletes the container's host cgroup after its
+// processes are gone.
+func removeHostCgroup(spec *specs.Spec, id string) {
+	rel := hostCgroupPath(spec, id)
+	if rel == "" || rel == "/" {
+		return
+	}
+	for _, h := range hierarchies() {
+		os.Remove(filepath.Join(h, rel))
+	}
+}
+
+// sandboxPids lists the host processes of a sandbox: the monitor and its
+// children (QEMU, virtiofsd).
+func sandboxPids(monitor int) []int {
+	pids := []int{monitor}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", monitor))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", monitor, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
