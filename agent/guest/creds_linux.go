@@ -157,7 +157,10 @@ func setCapabilities(caps capSets) error {
 		if caps.ambient&(1<<c) == 0 {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
+		// A capability not also inheritable cannot be ambient; runc skips
+		// it rather than fail (its own default spec asks for exactly that).
+		err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0)
+		if err != nil && err != unix.EPERM {
 			return fmt.Errorf("raise ambient %s: %w", capName(c), err)
 		}
 	}

@@ -132,13 +132,14 @@ func prepareRootfs(spec *specs.Spec, rootfs string, terminal bool) error {
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", rootfs, err)
 	}
+	userns := newUserNS(spec)
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, m); err != nil {
+		if err := mountOne(rootfs, m, userns); err != nil {
 			return err
 		}
 	}
 	if setupDevNeeded(spec) {
-		if err := createDevices(rootfs, spec); err != nil {
+		if err := createDevices(rootfs, spec, userns); err != nil {
 			return err
 		}
 		if err := devSymlinks(rootfs); err != nil {
@@ -166,8 +167,10 @@ func initialPropagation(spec *specs.Spec) uintptr {
 	return unix.MS_SLAVE | unix.MS_REC
 }
 
-// mountOne performs one spec mount under rootfs.
-func mountOne(rootfs string, m specs.Mount) error {
+// mountOne performs one spec mount under rootfs. In a user namespace, sysfs
+// and cgroup2 can only be mounted when the network and cgroup namespaces are
+// the container's own; otherwise the agent's are bound instead, as runc does.
+func mountOne(rootfs string, m specs.Mount, userns bool) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount %s: destination must be absolute", m.Destination)
 	}
@@ -186,8 +189,14 @@ func mountOne(rootfs string, m specs.Mount) error {
 	case m.Type == "cgroup" || m.Type == "cgroup2":
 		// The guest runs cgroup v2 only; a v1 request gets the v2 tree.
 		err = unix.Mount("cgroup2", dst, "cgroup2", o.flags, o.data)
+		if userns && errors.Is(err, unix.EPERM) {
+			err = bindAgentMount(cgroupRoot, dst, o)
+		}
 	default:
 		err = unix.Mount(m.Source, dst, m.Type, o.flags, o.data)
+		if userns && m.Type == "sysfs" && errors.Is(err, unix.EPERM) {
+			err = bindAgentMount("/sys", dst, o)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
@@ -198,6 +207,13 @@ func mountOne(rootfs string, m specs.Mount) error {
 		}
 	}
 	return nil
+}
+
+// bindAgentMount binds the agent's own mount tree at src (still visible:
+// the pivot has not happened yet) with the spec mount's flags.
+func bindAgentMount(src, dst string, o mountOptions) error {
+	o.flags |= unix.MS_BIND | unix.MS_REC
+	return bindMount(src, dst, o)
 }
 
 func bindMount(src, dst string, o mountOptions) error {
@@ -332,8 +348,9 @@ var defaultDevices = []specs.LinuxDevice{
 }
 
 // createDevices makes runc's default device nodes and the spec's. The guest
-// agent holds every capability, so mknod works where runc would bind-mount.
-func createDevices(rootfs string, spec *specs.Spec) error {
+// agent holds every capability, so mknod works where runc would bind-mount,
+// except in a user namespace, where mknod of a device is never allowed.
+func createDevices(rootfs string, spec *specs.Spec, userns bool) error {
 	devs := append([]specs.LinuxDevice(nil), defaultDevices...)
 	if spec.Linux != nil {
 		devs = append(devs, spec.Linux.Devices...)
@@ -343,7 +360,7 @@ func createDevices(rootfs string, spec *specs.Spec) error {
 	// there, bind the guest's own nodes over empty files instead (as runc
 	// does in a user namespace).
 	create := createDevice
-	if !devIsTmpfs(spec) {
+	if !devIsTmpfs(spec) || userns {
 		create = bindDevice
 	}
 	for _, d := range devs {

@@ -118,10 +118,17 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Pro
 	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
 		return nil, fmt.Errorf("spawn init %s: spec has no process args", id)
 	}
+	if err := validateUserNS(spec.Linux); err != nil {
+		return nil, fmt.Errorf("spawn init %s: %w", id, err)
+	}
 	flags, newCgroupNS := initCloneFlags(spec)
 	cfg := &childConfig{
 		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
 		NewCgroupNS: newCgroupNS, Terminal: spec.Process.Terminal,
+	}
+	sys := &syscall.SysProcAttr{Cloneflags: flags}
+	if newUserNS(spec) {
+		setUserNSMaps(sys, spec.Linux)
 	}
 	cg, err := setupCgroup(id, spec.Linux)
 	if err != nil {
@@ -130,7 +137,6 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Pro
 	if cg != nil {
 		defer cg.Close()
 	}
-	sys := &syscall.SysProcAttr{Cloneflags: flags}
 	p, err := spawnChild(childInitArg, cfg, stdio, sys, cg, nil)
 	if err != nil {
 		if cg != nil {
@@ -157,7 +163,8 @@ func wrapSpawnError(context string, err error) error {
 // mount, pid, ipc and uts namespaces are always new; a network namespace entry
 // without a path gets a new one (with a path, the host has mapped networking
 // into the guest's own namespace). A cgroup namespace is not made at clone
-// time but reported separately (see childConfig.NewCgroupNS).
+// time but reported separately (see childConfig.NewCgroupNS). A new user
+// namespace is added with its maps by setUserNSMaps.
 func initCloneFlags(spec *specs.Spec) (flags uintptr, newCgroupNS bool) {
 	flags = unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWIPC | unix.CLONE_NEWUTS
 	if spec.Linux == nil {
@@ -204,6 +211,15 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 	}
 	if p == nil || len(p.Args) == 0 {
 		return nil, fmt.Errorf("spawn exec in %s: process has no args", id)
+	}
+	// An exec that joined every namespace but the user one would run as
+	// the guest's real root inside a container whose root is not.
+	same, err := sameUserNS(initPid)
+	if err != nil {
+		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+	}
+	if !same {
+		return nil, fmt.Errorf("spawn exec in %s: %w", id, errJoinUserNS)
 	}
 	mnt, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", initPid))
 	if err != nil {
@@ -313,6 +329,11 @@ func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 	repW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start child: %w", err)
+	}
+	// The child waits for its config, so these apply before it runs.
+	if err := applyFromParent(p.Pid, cfg.Process); err != nil {
+		_ = p.Kill()
+		return nil, err
 	}
 	if err := sendConfig(cfgW, cfg); err != nil {
 		_ = p.Kill()
@@ -476,9 +497,6 @@ func runInitChild(cfg *childConfig) error {
 	// Devices and mountpoints are created with exact modes; the spec's umask
 	// applies to the workload only.
 	unix.Umask(0)
-	if err := setOOMScoreAdj(cfg.Process); err != nil {
-		return err
-	}
 	if cfg.NewCgroupNS {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("unshare cgroup namespace: %w", err)
@@ -513,9 +531,6 @@ func runInitChild(cfg *childConfig) error {
 // inherited from the parent's thread) and execs the workload.
 func runExecChild(cfg *childConfig) error {
 	unix.Umask(0)
-	if err := setOOMScoreAdj(cfg.Process); err != nil {
-		return err
-	}
 	lastCap, err := lastCapability()
 	if err != nil {
 		return err
@@ -586,14 +601,26 @@ func closeExtraFds() error {
 	return nil
 }
 
-// setOOMScoreAdj runs before any mount so that /proc is still the agent's.
-func setOOMScoreAdj(p *specs.Process) error {
-	if p.OOMScoreAdj == nil {
-		return nil
+// applyFromParent sets what a child in a user namespace could not set
+// itself, as runc's parent does: oom_score_adj (lowering it needs
+// CAP_SYS_RESOURCE in the guest's namespace) and rlimits (raising a hard
+// limit needs it too). The child sets the rlimits again, which is then a
+// no-op that keeps Go from restoring its own RLIMIT_NOFILE at execve.
+func applyFromParent(pid int, p *specs.Process) error {
+	if p.OOMScoreAdj != nil {
+		v := strconv.Itoa(*p.OOMScoreAdj)
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(v), 0); err != nil {
+			return fmt.Errorf("set oom_score_adj %s: %w", v, err)
+		}
 	}
-	v := strconv.Itoa(*p.OOMScoreAdj)
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(v), 0); err != nil {
-		return fmt.Errorf("set oom_score_adj %s: %w", v, err)
+	for _, r := range p.Rlimits {
+		res, ok := rlimitNames[r.Type]
+		if !ok {
+			return fmt.Errorf("unknown rlimit %q", r.Type)
+		}
+		if err := unix.Prlimit(pid, res, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}, nil); err != nil {
+			return fmt.Errorf("set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
+		}
 	}
 	return nil
 }

@@ -43,13 +43,16 @@ func requiresRoot(t *testing.T) {
 // test leaves anything mounted on the host.
 func busyboxRootfs(t *testing.T) string {
 	t.Helper()
-	before := hostMounts(t)
+	tmp := t.TempDir()
+	// Only this test's own directories count: other tests and programs on
+	// the host may mount and unmount meanwhile.
+	testDir := filepath.Dir(tmp)
 	t.Cleanup(func() {
-		if after := hostMounts(t); after != before {
-			t.Errorf("mounts leaked on the host:\nbefore:\n%s\nafter:\n%s", before, after)
+		if left := mountsBelow(t, testDir); left != "" {
+			t.Errorf("mounts leaked on the host:\n%s", left)
 		}
 	})
-	root := filepath.Join(t.TempDir(), "rootfs")
+	root := filepath.Join(tmp, "rootfs")
 	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/app"} {
 		mustMkdir(t, filepath.Join(root, d))
 	}
@@ -80,15 +83,21 @@ func busyboxRootfs(t *testing.T) string {
 	return root
 }
 
-// hostMounts is this process's mount table: any mount left behind by a test
-// changes it.
-func hostMounts(t *testing.T) string {
+// mountsBelow lists this process's mounts at or below dir.
+func mountsBelow(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 var defaultCaps = []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
@@ -609,5 +618,108 @@ func TestSpawnInitCgroup(t *testing.T) {
 	}
 	if !parentExisted {
 		os.Remove(filepath.Join(cgroupRoot, cgroupParent))
+	}
+}
+
+// mountinfoEntry is one line of /proc/self/mountinfo, in the parts the tests
+// look at.
+type mountinfoEntry struct {
+	root, mountpoint string
+	optional         []string // shared:N, master:N, unbindable, ...
+}
+
+func parseMountinfo(out string) map[string]mountinfoEntry {
+	m := map[string]mountinfoEntry{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 7 {
+			continue
+		}
+		e := mountinfoEntry{root: f[3], mountpoint: f[4]}
+		for _, o := range f[6:] {
+			if o == "-" {
+				break
+			}
+			e.optional = append(e.optional, o)
+		}
+		m[e.mountpoint] = e // the last mount on a path is the visible one
+	}
+	return m
+}
+
+func hasPrefixed(opts []string, prefix string) bool {
+	return slices.ContainsFunc(opts, func(o string) bool { return strings.HasPrefix(o, prefix) })
+}
+
+// sharedSource makes a directory that is a shared mount of its own peer
+// group, so that a slave bound from it shows a master:N.
+func sharedSource(t *testing.T) string {
+	t.Helper()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(src, src, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(src, unix.MNT_DETACH); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, p := range []uintptr{unix.MS_PRIVATE, unix.MS_SHARED} {
+		if err := unix.Mount("", src, "", p, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// TestSpawnInitMountPropagation mounts with each propagation option as the
+// conformance suite's mounts test does: bind mounts without a type, whose
+// propagation change must be a mount(2) call of its own after the bind.
+func TestSpawnInitMountPropagation(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	src := sharedSource(t) // after busyboxRootfs: unmounted before its leak check
+	spec := testSpec("cat", "/proc/self/mountinfo")
+	want := map[string]func([]string) bool{
+		"shared":      func(o []string) bool { return hasPrefixed(o, "shared:") },
+		"rshared":     func(o []string) bool { return hasPrefixed(o, "shared:") },
+		"slave":       func(o []string) bool { return hasPrefixed(o, "master:") && !hasPrefixed(o, "shared:") },
+		"rslave":      func(o []string) bool { return hasPrefixed(o, "master:") && !hasPrefixed(o, "shared:") },
+		"private":     func(o []string) bool { return len(o) == 0 },
+		"rprivate":    func(o []string) bool { return len(o) == 0 },
+		"unbindable":  func(o []string) bool { return slices.Equal(o, []string{"unbindable"}) },
+		"runbindable": func(o []string) bool { return slices.Equal(o, []string{"unbindable"}) },
+	}
+	for prop := range want {
+		bind := "bind"
+		if strings.HasPrefix(prop, "r") {
+			bind = "rbind"
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: "/mnt/" + prop, Source: src,
+			Options: []string{"nosuid", "strictatime", "mode=755", "size=1k", bind, prop},
+		})
+	}
+	r := runInit(t, "propagation", spec, root)
+	if r.status.ExitStatus() != 0 {
+		t.Fatalf("status %v, stderr %q", r.status, r.stderr)
+	}
+	mounts := parseMountinfo(r.stdout)
+	for prop, ok := range want {
+		e, found := mounts["/mnt/"+prop]
+		if !found {
+			t.Errorf("%s: no mount at /mnt/%s in\n%s", prop, prop, r.stdout)
+			continue
+		}
+		if !ok(e.optional) {
+			t.Errorf("%s: mount has propagation %q", prop, e.optional)
+		}
+		// What runtimetest matches a bind mount by.
+		if filepath.Base(e.root) != filepath.Base(src) {
+			t.Errorf("%s: mount root %s, want one named %s", prop, e.root, filepath.Base(src))
+		}
 	}
 }

@@ -329,3 +329,34 @@ func TestApplyResources(t *testing.T) {
 		t.Errorf("pids.max without the controller: %v", err)
 	}
 }
+
+func TestValidateUserNS(t *testing.T) {
+	maps := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 2000}}
+	userNS := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.UserNamespace}}
+	tests := []struct {
+		name string
+		l    *specs.Linux
+		want string // "" for no error
+	}{
+		{"no linux", nil, ""},
+		{"no user namespace", &specs.Linux{}, ""},
+		{"new with maps", &specs.Linux{Namespaces: userNS, UIDMappings: maps, GIDMappings: maps}, ""},
+		{"no maps", &specs.Linux{Namespaces: userNS}, "user namespaces enabled, but no user mapping found"},
+		{"no gid maps", &specs.Linux{Namespaces: userNS, UIDMappings: maps}, "user namespaces enabled, but no gid mappings found"},
+		{"no uid maps", &specs.Linux{Namespaces: userNS, GIDMappings: maps}, "user namespaces enabled, but no uid mappings found"},
+		{"maps without namespace", &specs.Linux{GIDMappings: maps},
+			"user namespace mappings specified, but user namespace isn't enabled in the config"},
+		{"path", &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: "/proc/7/ns/user"}}},
+			"user namespace /proc/7/ns/user: " + errJoinUserNS.Error()},
+	}
+	for _, tt := range tests {
+		err := validateUserNS(tt.l)
+		if (err == nil) != (tt.want == "") || (err != nil && err.Error() != tt.want) {
+			t.Errorf("%s: validateUserNS = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: userNS}}
+	if !newUserNS(spec) || newUserNS(&specs.Spec{}) {
+		t.Error("newUserNS wrong")
+	}
+}
