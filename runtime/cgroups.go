@@ -53,13 +53,29 @@ func hierarchies() []string {
 		return []string{cgroupRoot}
 	}
 	var out []string
-	for _, c := range []string{"cpu,cpuacct", "pids", "memory", "cpuset"} {
-		p := filepath.Join(cgroupRoot, c)
+	seen := map[string]bool{}
+	for _, c := range []string{"cpu,cpuacct", "cpu", "cpuacct", "pids", "memory", "cpuset"} {
+		p, err := filepath.EvalSymlinks(filepath.Join(cgroupRoot, c))
+		if err != nil || seen[p] {
+			continue
+		}
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			seen[p] = true
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// hasController says whether a v1 hierarchy (named like "cpu,cpuacct")
+// holds the controller.
+func hasController(hier, ctrl string) bool {
+	for _, c := range strings.Split(filepath.Base(hier), ",") {
+		if c == ctrl {
+			return true
+		}
+	}
+	return false
 }
 
 // setupHostCgroup creates the cgroup, applies the CPU and pids limits and
@@ -92,13 +108,12 @@ func setupHostCgroup(spec *specs.Spec, id string, pids []int) (*hostCgroup, erro
 func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 	v2 := hier == cgroupRoot
 	var writes [][2]string
-	if strings.HasSuffix(hier, "cpuset") {
+	if !v2 && hasController(hier, "cpuset") {
 		// A v1 cpuset cgroup takes no task before its cpus and mems are set:
-		// inherit the parent's.
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f)); err == nil {
-				writes = append(writes, [2]string{f, strings.TrimSpace(string(b))})
-			}
+		// each level MkdirAll created (containerd's "/default/ID" makes two)
+		// inherits its parent's, top down, as runc does.
+		if err := initCpusetAncestors(hier, dir); err != nil {
+			return err
 		}
 	}
 	if r != nil && r.CPU != nil {
@@ -118,7 +133,7 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 				weight := 1 + ((*c.Shares-2)*9999)/262142
 				writes = append(writes, [2]string{"cpu.weight", strconv.FormatUint(weight, 10)})
 			}
-		} else if strings.HasSuffix(hier, "cpu,cpuacct") {
+		} else if hasController(hier, "cpu") {
 			if c.Shares != nil && *c.Shares != 0 {
 				writes = append(writes, [2]string{"cpu.shares", strconv.FormatUint(*c.Shares, 10)})
 			}
@@ -134,7 +149,7 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 			if c.RealtimeRuntime != nil && *c.RealtimeRuntime != 0 {
 				writes = append(writes, [2]string{"cpu.rt_runtime_us", strconv.FormatInt(*c.RealtimeRuntime, 10)})
 			}
-		} else if strings.HasSuffix(hier, "cpuset") {
+		} else if hasController(hier, "cpuset") {
 			if c.Cpus != "" {
 				writes = append(writes, [2]string{"cpuset.cpus", c.Cpus})
 			}
@@ -143,7 +158,7 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 			}
 		}
 	}
-	if r != nil && r.Pids != nil && r.Pids.Limit != nil && (v2 || strings.HasSuffix(hier, "pids")) {
+	if r != nil && r.Pids != nil && r.Pids.Limit != nil && (v2 || hasController(hier, "pids")) {
 		limit := "max"
 		if *r.Pids.Limit > 0 {
 			limit = strconv.FormatInt(*r.Pids.Limit, 10)
@@ -154,6 +169,34 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0o644); err != nil {
 			return fmt.Errorf("cgroup %s: set %s to %s: %w", dir, w[0], w[1], err)
 		}
+	}
+	return nil
+}
+
+// initCpusetAncestors gives every cpuset cgroup from below hier down to dir
+// whose cpuset.cpus or cpuset.mems is empty its parent's value.
+func initCpusetAncestors(hier, dir string) error {
+	rel, err := filepath.Rel(hier, dir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return nil
+	}
+	parent := hier
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		cur := filepath.Join(parent, part)
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			b, err := os.ReadFile(filepath.Join(cur, f))
+			if err != nil || strings.TrimSpace(string(b)) != "" {
+				continue
+			}
+			pb, err := os.ReadFile(filepath.Join(parent, f))
+			if err != nil {
+				continue
+			}
+			if err := os.WriteFile(filepath.Join(cur, f), []byte(strings.TrimSpace(string(pb))), 0o644); err != nil {
+				return fmt.Errorf("cgroup %s: set %s from its parent: %w", cur, f, err)
+			}
+		}
+		parent = cur
 	}
 	return nil
 }

@@ -58,9 +58,11 @@ func (d Dir) Share() string { return d.join("shared") }
 // ShareRootfs is where the container's rootfs is bind-mounted in the share.
 func (d Dir) ShareRootfs(cid string) string { return filepath.Join(d.Share(), cid, "rootfs") }
 
-// ShareMount is where the n-th bind mount of the spec is placed in the share.
-func (d Dir) ShareMount(cid string, n int) string {
-	return filepath.Join(d.Share(), cid, "mounts", fmt.Sprint(n))
+// ShareMount is where the n-th bind mount of the spec is placed in the
+// share. The last element keeps the source's own name, which tools that
+// match mountinfo roots against sources (the OCI validation suite) expect.
+func (d Dir) ShareMount(cid string, n int, source string) string {
+	return filepath.Join(d.Share(), cid, "mounts", fmt.Sprint(n), filepath.Base(source))
 }
 
 // GuestRootfs is the guest path of ShareRootfs.
@@ -69,8 +71,8 @@ func GuestRootfs(cid string) string {
 }
 
 // GuestMount is the guest path of ShareMount.
-func GuestMount(cid string, n int) string {
-	return filepath.Join(agent.GuestShareDir, cid, "mounts", fmt.Sprint(n))
+func GuestMount(cid string, n int, source string) string {
+	return filepath.Join(agent.GuestShareDir, cid, "mounts", fmt.Sprint(n), filepath.Base(source))
 }
 
 // checkSocketPaths fails early when a socket path would not fit, instead of

@@ -190,7 +190,7 @@ func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello ag
 	if cfg.Machine == "microvm" {
 		vm.TSCkHz = hypervisor.HostTSCkHz()
 	}
-	if err := os.MkdirAll(d.Share(), 0o700); err != nil {
+	if err := os.MkdirAll(d.Share(), 0o711); err != nil {
 		return h, hello, fmt.Errorf("make share: %w", err)
 	}
 	if cfg.SharedFS == "virtio-fs" {

@@ -176,19 +176,19 @@ func TestShareBindMountsAndCleanup(t *testing.T) {
 		cl.Run()
 		t.Fatal(err)
 	}
-	if spec.Mounts[0].Source != GuestMount("c1", 0) || spec.Mounts[1].Source != "tmpfs" {
+	if spec.Mounts[0].Source != GuestMount("c1", 0, filepath.Join(bundle, "data")) || spec.Mounts[1].Source != "tmpfs" {
 		t.Errorf("mount sources not rewritten for the guest: %+v", spec.Mounts)
 	}
 	if b.Spec.Mounts[0].Source != "data" {
 		t.Error("the bundle's spec must not be changed")
 	}
-	if got, _ := os.ReadFile(filepath.Join(d.ShareMount("c1", 0), "f")); string(got) != "hello" {
+	if got, _ := os.ReadFile(filepath.Join(d.ShareMount("c1", 0, "data"), "f")); string(got) != "hello" {
 		t.Errorf("bind mount content: %q", got)
 	}
 	if err := os.WriteFile(filepath.Join(d.ShareRootfs("c1"), "new"), nil, 0o644); err == nil {
 		t.Error("a read-only rootfs must be read-only on the host side of the share too")
 	}
-	if err := os.WriteFile(filepath.Join(d.ShareMount("c1", 0), "new"), nil, 0o644); err == nil {
+	if err := os.WriteFile(filepath.Join(d.ShareMount("c1", 0, "data"), "new"), nil, 0o644); err == nil {
 		t.Error("a ro bind mount must be read-only on the host side of the share too")
 	}
 	cl.Run()

@@ -23,9 +23,12 @@ import (
 // the share and returns a copy of the spec rewritten for the guest. Undo
 // steps go on cl.
 func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error) {
-	if err := os.MkdirAll(d.Share(), 0o700); err != nil {
+	// Traversable by all: root in a container's user namespace is not root
+	// on these directories. The state directory above stays private.
+	if err := os.MkdirAll(d.Share(), 0o711); err != nil {
 		return nil, fmt.Errorf("make share: %w", err)
 	}
+	os.Chmod(d.Share(), 0o711)
 	base := filepath.Join(d.Share(), cid)
 	cl.Add(func() { removeMounted(base) })
 
@@ -54,11 +57,11 @@ func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error
 				rec = true
 			}
 		}
-		dst := d.ShareMount(cid, i)
+		dst := d.ShareMount(cid, i, src)
 		if err := bindMount(src, dst, rec, ro); err != nil {
 			return nil, fmt.Errorf("share mount %s: %w", m.Destination, err)
 		}
-		spec.Mounts[i].Source = GuestMount(cid, i)
+		spec.Mounts[i].Source = GuestMount(cid, i, src)
 	}
 	return &spec, nil
 }
@@ -83,11 +86,11 @@ func bindMount(src, dst string, recursive, readonly bool) error {
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o711); err != nil {
 		return err
 	}
 	if st.IsDir() {
-		err = os.Mkdir(dst, 0o700)
+		err = os.Mkdir(dst, 0o711)
 	} else {
 		var f *os.File
 		f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
