@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# setup-containerd.sh — install containerd (Debian's package: containerd,
+# ctr, containerd-shim-runc-v2), start a containerd instance for runvirt in
+# the background, and import a locally built busybox image into it.
+# Idempotent: run it as often as you like; it only does what is missing.
+#
+# The instance is a separate containerd (its own socket, root, state and
+# config), so it neither needs nor disturbs a system containerd or one that
+# dockerd runs. Point ctr at it with:
+#
+#     export CONTAINERD_ADDRESS=/run/runvirt-containerd/containerd.sock
+#
+# Environment (all optional):
+#   RUNVIRT_BIN                 runvirt binary (default: <repo>/bin/runvirt)
+#   RUNVIRT_CONFIG              runvirt config the runtime reads (default: one
+#                               written here that boots <repo>/build/guest/)
+#   RUNVIRT_CONTAINERD_STATE    state dir, socket and log (/run/runvirt-containerd)
+#   RUNVIRT_CONTAINERD_ROOT     containerd's root (/var/lib/runvirt-containerd)
+#   RUNVIRT_IMAGE               image name (localhost/busybox:runvirt)
+#
+# Prints the socket's path as its last line.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+state=${RUNVIRT_CONTAINERD_STATE:-/run/runvirt-containerd}
+croot=${RUNVIRT_CONTAINERD_ROOT:-/var/lib/runvirt-containerd}
+sock=$state/containerd.sock
+conf=$state/config.toml
+log=$state/containerd.log
+runvirt=${RUNVIRT_BIN:-$repo/bin/runvirt}
+image=${RUNVIRT_IMAGE:-localhost/busybox:runvirt}
+
+say() { echo "setup-containerd: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root"
+[ -x "$runvirt" ] || die "$runvirt is missing (run: make)"
+[ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
+
+# 1. containerd, ctr and the runc shim.
+if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null ||
+	! command -v containerd-shim-runc-v2 >/dev/null; then
+	say "installing containerd"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >&2
+fi
+
+mkdir -p "$state" "$croot"
+
+# 2. runvirt's own config: which kernel and initrd the VMs boot.
+if [ -z "${RUNVIRT_CONFIG:-}" ]; then
+	RUNVIRT_CONFIG=$state/runvirt.toml
+	kernel=$repo/build/guest/vmlinuz
+	[ -f "$repo/build/guest/vmlinux" ] && kernel=$repo/build/guest/vmlinux
+	[ -f "$repo/build/guest/initrd.img" ] || die "$repo/build/guest/initrd.img is missing (run: make)"
+	cat >"$RUNVIRT_CONFIG.tmp" <<EOF
+kernel = "$kernel"
+initrd = "$repo/build/guest/initrd.img"
+boot_timeout = "90s"
+EOF
+	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
+fi
+
+# 3. containerd's config: a runc-shim runtime "runvirt" whose BinaryName is
+# runvirt (used by the CRI plugin: RuntimeClass handler "runvirt").
+cat >"$conf.new" <<EOF
+version = 2
+root = "$croot"
+state = "$state"
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runvirt]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runvirt.options]
+      BinaryName = "$runvirt"
+
+# ctr cannot pick a CRI runtime entry; this (deprecated) v1 runtime makes
+# "ctr run --runtime io.containerd.runtime.v1.linux" use runvirt.
+[plugins."io.containerd.runtime.v1.linux"]
+  runtime = "$runvirt"
+EOF
+restart=
+if cmp -s "$conf.new" "$conf"; then
+	rm "$conf.new"
+else
+	mv "$conf.new" "$conf"
+	restart=1
+fi
+
+# 4. Start containerd unless it already answers on the socket.
+pid=$(cat "$state/containerd.pid" 2>/dev/null || true)
+if [ -n "$restart" ] && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+	say "config changed: restarting containerd $pid"
+	kill "$pid"
+	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+fi
+if ctr --address "$sock" version >/dev/null 2>&1; then
+	say "containerd already running on $sock"
+else
+	say "starting containerd (log: $log)"
+	# The shims inherit containerd's environment, and runvirt reads
+	# RUNVIRT_CONFIG from it.
+	RUNVIRT_CONFIG=$RUNVIRT_CONFIG setsid containerd --config "$conf" >>"$log" 2>&1 </dev/null &
+	echo $! >"$state/containerd.pid"
+	for _ in $(seq 1 150); do
+		ctr --address "$sock" version >/dev/null 2>&1 && break
+		kill -0 "$(cat "$state/containerd.pid")" 2>/dev/null || die "containerd exited; see $log"
+		sleep 0.2
+	done
+	ctr --address "$sock" version >/dev/null 2>&1 || die "containerd did not come up on $sock; see $log"
+fi
+
+# 5. A busybox image, built here (no registry needed) as an OCI image layout.
+if ! ctr --address "$sock" images ls -q | grep -qx "$image"; then
+	say "building and importing $image"
+	work=$(mktemp -d /tmp/runvirt-image.XXXXXX)
+	trap 'rm -rf "$work"' EXIT
+	rootfs=$work/rootfs
+	mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,root,home/user} "$work/oci/blobs/sha256"
+	chmod 1777 "$rootfs/tmp"
+	cp /bin/busybox "$rootfs/bin/busybox"
+	for app in $(/bin/busybox --list); do
+		[ "$app" = busybox ] || ln -s busybox "$rootfs/bin/$app"
+	done
+	printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n' >"$rootfs/etc/passwd"
+	printf 'root:x:0:\nuser:x:1000:\n' >"$rootfs/etc/group"
+
+	blob() { # blob FILE -> prints "sha256:HEX SIZE", moves FILE into blobs/
+		local hex size
+		hex=$(sha256sum "$1" | cut -d' ' -f1)
+		size=$(stat -c %s "$1")
+		mv "$1" "$work/oci/blobs/sha256/$hex"
+		echo "sha256:$hex $size"
+	}
+	tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$work/layer.tar" .
+	read -r layer layer_size < <(blob "$work/layer.tar")
+	cat >"$work/config.json" <<EOF
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["$layer"]}}
+EOF
+	read -r config config_size < <(blob "$work/config.json")
+	cat >"$work/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"$layer","size":$layer_size}]}
+EOF
+	read -r manifest manifest_size < <(blob "$work/manifest.json")
+	cat >"$work/oci/index.json" <<EOF
+{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$image","org.opencontainers.image.ref.name":"${image##*:}"}}]}
+EOF
+	echo '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
+	tar -C "$work/oci" -cf "$work/busybox-oci.tar" .
+	ctr --address "$sock" images import "$work/busybox-oci.tar" >&2
+	ctr --address "$sock" images ls -q | grep -qx "$image" || die "import did not create $image"
+fi
+
+echo "$sock"
