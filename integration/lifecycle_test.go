@@ -113,6 +113,10 @@ func TestLifecycle(t *testing.T) {
 	if !ok || st.Status != "created" || st.Pid != pid || st.ID != "life" || st.Bundle != e.bundle {
 		t.Fatalf("state after create: %+v (pid file %d)", st, pid)
 	}
+	// The monitor checked the VM through QMP once the agent was up.
+	if b, _ := os.ReadFile(filepath.Join(e.root, "life", "monitor.log")); !strings.Contains(string(b), "qmp_status=running") {
+		t.Errorf("monitor log lacks the QMP status: %s", b)
+	}
 	// The stand-in lives in the container's (new) network namespace.
 	hostNS, _ := os.Readlink("/proc/self/ns/net")
 	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || ns == hostNS {

@@ -106,7 +106,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	}
 	defer sess.Close()
 	reportReady(ready, monitorReady{Kernel: hello.Kernel, Boot: timing})
-	log.Info("sandbox ready", "kernel", hello.Kernel)
+	log.Info("sandbox ready", "kernel", hello.Kernel, "qmp_status", qmpStatus(d))
 
 	// SIGTERM or SIGINT to the monitor stops the VM.
 	sigs := make(chan os.Signal, 1)
@@ -128,6 +128,23 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	<-h.qemuDone
 	log.Info("vm stopped", "status", h.qemu.ProcessState.String())
 	return nil
+}
+
+// qmpStatus asks QEMU for its run state, within a deadline; it is logged
+// so the monitor log shows the VM as QEMU sees it.
+func qmpStatus(d Dir) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	q, err := hypervisor.DialQMP(ctx, d.QMPSocket())
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer q.Close()
+	st, err := q.Status(ctx)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	return st
 }
 
 func reportReady(ready *os.File, m monitorReady) {

@@ -339,7 +339,7 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	p.pid = proc.Pid
 	s.mu.Unlock()
 	close(p.spawned)
-	go s.waitExit(p, exitCh)
+	go s.waitExit(c.id, p, exitCh)
 	s.log.Info("process started", "container", c.id, "exec", p.id, "pid", proc.Pid)
 	return proc.Pid, nil
 }
@@ -348,7 +348,12 @@ func (s *Server) start(req *agent.Request) (int, error) {
 // exited (a background child can hold them); then they are closed.
 const drainGrace = 500 * time.Millisecond
 
-func (s *Server) waitExit(p *process, exitCh <-chan int) {
+// execRetention is how long an exited exec process stays known, for late
+// waiters; then it is forgotten, so a container that runs execs all its life
+// (health checks) does not make the agent grow.
+var execRetention = time.Minute
+
+func (s *Server) waitExit(cid string, p *process, exitCh <-chan int) {
 	status := <-exitCh
 	s.mu.Lock()
 	p.status = status
@@ -360,6 +365,16 @@ func (s *Server) waitExit(p *process, exitCh <-chan int) {
 	}
 	close(p.exited)
 	s.log.Info("process exited", "exec", p.id, "pid", p.pid, "status", status)
+	if p.id == "" {
+		return
+	}
+	time.AfterFunc(execRetention, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c, ok := s.containers[cid]; ok && c.procs[p.id] == p {
+			delete(c.procs, p.id)
+		}
+	})
 }
 
 func closeStdio(st Stdio) {
