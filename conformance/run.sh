@@ -314,13 +314,13 @@ tmpdoc=$(mktemp)
 		echo "- $n: ${vers:-no results}"
 	done
 	[ -n "$runvirt_check" ] && echo "- runvirt \`check\` will use: $runvirt_check"
-	[ -n "${RUNVIRT_CONFIG:-}" ] && echo "- runvirt config: \`$RUNVIRT_CONFIG\`"
+	[ -n "${RUNVIRT_CONFIG:-}" ] && echo "- runvirt config: \`${RUNVIRT_CONFIG#"$REPO"/}\`"
 	full=$(awk -F'\t' -v n="${#ALL_TESTS[@]}" '$3 == n' "$WORK/runs.tsv" | tail -n 1)
 	[ -z "$full" ] || echo "- last full run: $(cut -f3 <<<"$full") programs × ($(cut -f4 <<<"$full")) on $(cut -f1 <<<"$full") took $(cut -f2 <<<"$full") s"
 	echo "- last run: ${#SELECTED[@]} programs × ${#RT_NAMES[@]} runtimes (${RT_NAMES[*]}) in ${run_secs} s"
 	echo
-	echo "Raw logs: \`$WORK/logs/<runtime>/<test>.tap\` (TAP, stdout) and \`.stderr\`;"
-	echo "one result line per (test, runtime) in \`$WORK/results/<runtime>/<test>\`."
+	echo "Raw logs: \`${WORK#"$REPO"/}/logs/<runtime>/<test>.tap\` (TAP, stdout) and \`.stderr\`;"
+	echo "one result line per (test, runtime) in \`${WORK#"$REPO"/}/results/<runtime>/<test>\`."
 	echo
 	echo "Results: **pass**; **fail** (non-zero exit, a \`not ok\` line, fewer test points than planned, or a"
 	echo "\`1..0\` plan with an \`\"error\"\` diagnostic — how the hook tests fail; a \`*_fail\` test passes by"

@@ -393,6 +393,18 @@ func TestBadTransitionsAndInput(t *testing.T) {
 	e.mustFail("invalid container id", "create", "--bundle", e.bundle, "../x")
 	e.mustFail("unknown signal", "kill", "nosuch", "SIGNOPE")
 
+	// Fatal errors reach --log as runc's JSON error line (what containerd
+	// shows the user).
+	logf := filepath.Join(e.root, "json.log")
+	e.mustFail("does not exist", "--log", logf, "--log-format", "json", "start", "nosuch")
+	b, _ := os.ReadFile(logf)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	var last struct{ Level, Msg, Time string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "error" ||
+		!strings.Contains(last.Msg, "does not exist") || last.Time == "" {
+		t.Errorf("log file's last line %q: %v", lines[len(lines)-1], err)
+	}
+
 	pid, _, _ := e.create("bad")
 	e.mustFail("already exists", "create", "--bundle", e.bundle, "bad")
 	e.mustRun("start", "bad")
