@@ -185,6 +185,10 @@ func TestShareBindMountsAndCleanup(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(d.ShareMount("c1", 0, "data"), "f")); string(got) != "hello" {
 		t.Errorf("bind mount content: %q", got)
 	}
+	// Mountpoints were made before the rootfs went read-only.
+	if st, err := os.Stat(filepath.Join(bundle, "rootfs", "data")); err != nil || !st.IsDir() {
+		t.Errorf("mountpoint /data was not created in a read-only rootfs: %v", err)
+	}
 	if err := os.WriteFile(filepath.Join(d.ShareRootfs("c1"), "new"), nil, 0o644); err == nil {
 		t.Error("a read-only rootfs must be read-only on the host side of the share too")
 	}
@@ -211,5 +215,33 @@ func TestParseSignal(t *testing.T) {
 		if _, err := ParseSignal(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}
+	}
+}
+
+// Mountpoints are made inside the rootfs only: a symlink in the image that
+// points out of it must not make runvirt create anything on the host.
+func TestPrecreateMountpointsStaysInRoot(t *testing.T) {
+	outside := t.TempDir()
+	bundle := writeBundle(t, goodConfig)
+	os.Symlink(outside, filepath.Join(bundle, "rootfs", "abs"))
+	os.Symlink("../../", filepath.Join(bundle, "rootfs", "rel"))
+	b, err := LoadBundle(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Spec.Mounts = []specs.Mount{
+		{Destination: "/abs/escaped", Type: "tmpfs"},
+		{Destination: "/rel/escaped2", Type: "tmpfs"},
+		{Destination: "/ok/dir", Type: "tmpfs"},
+	}
+	precreateMountpoints(b)
+	if _, err := os.Stat(filepath.Join(outside, "escaped")); err == nil {
+		t.Error("created a directory outside the rootfs through an absolute symlink")
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(bundle), "escaped2")); err == nil {
+		t.Error("created a directory outside the rootfs through a relative symlink")
+	}
+	if st, err := os.Stat(filepath.Join(bundle, "rootfs", "ok", "dir")); err != nil || !st.IsDir() {
+		t.Errorf("mountpoint inside the rootfs not created: %v", err)
 	}
 }

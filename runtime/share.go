@@ -33,6 +33,12 @@ func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error
 	cl.Add(func() { removeMounted(base) })
 
 	rootDst := d.ShareRootfs(cid)
+	if b.Spec.Root.Readonly {
+		// The guest cannot create mountpoints in a rootfs that is read-only
+		// on the host side: make them now, as runc would before remounting
+		// the root read-only.
+		precreateMountpoints(b)
+	}
 	if err := bindMount(b.Rootfs, rootDst, true, b.Spec.Root.Readonly); err != nil {
 		return nil, fmt.Errorf("share rootfs: %w", err)
 	}
@@ -64,6 +70,40 @@ func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error
 		spec.Mounts[i].Source = GuestMount(cid, i, src)
 	}
 	return &spec, nil
+}
+
+// precreateMountpoints creates the spec's missing mountpoints in the
+// rootfs: directories, or empty files for file bind mounts. Paths resolve
+// inside the rootfs (os.Root): a symlink that leads out of it is left to the
+// guest, which reports what it cannot do.
+func precreateMountpoints(b *Bundle) {
+	root, err := os.OpenRoot(b.Rootfs)
+	if err != nil {
+		return
+	}
+	defer root.Close()
+	for _, m := range b.Spec.Mounts {
+		dst := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
+		if dst == "" {
+			continue
+		}
+		if _, err := root.Lstat(dst); err == nil {
+			continue
+		}
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(b.Dir, src)
+		}
+		if st, err := os.Stat(src); err == nil && isBind(m) && !st.IsDir() {
+			if root.MkdirAll(filepath.Dir(dst), 0o755) == nil {
+				if f, err := root.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+					f.Close()
+				}
+			}
+			continue
+		}
+		root.MkdirAll(dst, 0o755)
+	}
 }
 
 func isBind(m specs.Mount) bool {
