@@ -84,6 +84,14 @@ func (c *Client) Create(ctx context.Context, id string, spec *specs.Spec, rootfs
 	return err
 }
 
+// Network configures the guest's NICs as the given interfaces. It may be
+// called again with a new scan: addresses, routes and neighbours are
+// replaced, not duplicated.
+func (c *Client) Network(ctx context.Context, ifaces []Interface) error {
+	_, err := c.call(ctx, &Request{Op: OpNetwork, Network: ifaces})
+	return err
+}
+
 // Exec prepares an extra process in a running container.
 func (c *Client) Exec(ctx context.Context, id, exec string, p *specs.Process) error {
 	_, err := c.call(ctx, &Request{Op: OpExec, Container: id, Exec: exec, Process: p})

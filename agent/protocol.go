@@ -49,6 +49,7 @@ const (
 	OpResume   = "resume"   // Container: thaw a paused container
 	OpStats    = "stats"    // Container: resource usage (Response.Stats)
 	OpUpdate   = "update"   // Container, Resources: change the resource limits
+	OpNetwork  = "network"  // Network: configure the guest's NICs (idempotent)
 	OpShutdown = "shutdown" // sync the guest and power it off
 	OpPing     = "ping"
 )
@@ -109,6 +110,43 @@ type Request struct {
 
 	// OpUpdate: the new limits; fields left nil keep their value.
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
+
+	// OpNetwork: the interfaces of the container's network namespace that
+	// the guest's NICs stand for.
+	Network []Interface `json:"network,omitempty"`
+}
+
+// Interface is one network interface of the container's network namespace
+// (a veth, say), as the guest NIC that takes its place must look: the guest
+// finds the NIC by MAC and gives it the rest. Addresses are CIDR strings
+// ("10.0.0.2/24", "fd00::2/64"); IPv6 link-local addresses are left out, as
+// the guest kernel derives the same ones from the same MAC.
+type Interface struct {
+	Name      string     `json:"name"` // the interface's name in the namespace (eth0)
+	MAC       string     `json:"mac"`
+	MTU       int        `json:"mtu,omitempty"`
+	Addrs     []string   `json:"addrs,omitempty"`
+	Routes    []Route    `json:"routes,omitempty"`
+	Neighbors []Neighbor `json:"neighbors,omitempty"`
+}
+
+// Route is a route of the main table through an Interface. Routes the kernel
+// made itself for an address (proto kernel) are left out: adding the address
+// in the guest makes them again.
+type Route struct {
+	Dest    string `json:"dest"`              // CIDR; 0.0.0.0/0 or ::/0 is the default route
+	Gateway string `json:"gateway,omitempty"` // "" for a directly connected network
+	Source  string `json:"source,omitempty"`  // preferred source address
+	Scope   uint8  `json:"scope,omitempty"`   // RT_SCOPE_*: 0 universe, 253 link
+	Metric  int    `json:"metric,omitempty"`
+	OnLink  bool   `json:"onlink,omitempty"` // the gateway is on the link whatever the prefixes say
+}
+
+// Neighbor is a static (permanent) neighbour entry; learned ones are left
+// to the guest to learn again.
+type Neighbor struct {
+	IP  string `json:"ip"`
+	MAC string `json:"mac"`
 }
 
 // Response answers a Request. Error is empty on success.

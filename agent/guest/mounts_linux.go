@@ -124,7 +124,7 @@ func needsRemount(flags uintptr) bool {
 
 // prepareRootfs builds the container's mount tree under rootfs and pivots
 // into it. On return the process's root and cwd are the container's /.
-func prepareRootfs(spec *specs.Spec, rootfs string, terminal bool) error {
+func prepareRootfs(spec *specs.Spec, rootfs string) error {
 	if err := unix.Mount("", "/", "", initialPropagation(spec), ""); err != nil {
 		return fmt.Errorf("make / a slave: %w", err)
 	}
@@ -143,11 +143,6 @@ func prepareRootfs(spec *specs.Spec, rootfs string, terminal bool) error {
 			return err
 		}
 		if err := devSymlinks(rootfs); err != nil {
-			return err
-		}
-	}
-	if terminal {
-		if err := bindConsole(rootfs); err != nil {
 			return err
 		}
 	}
@@ -472,28 +467,6 @@ func devSymlinks(rootfs string) error {
 		if err := os.Symlink(l[0], dst); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("symlink %s: %w", l[1], err)
 		}
-	}
-	return nil
-}
-
-// bindConsole binds the terminal on fd 0 (the pty slave) to /dev/console.
-// The source is the slave's path, not /proc/self/fd/0: the fd's mount belongs
-// to the agent's mount namespace, and bind mounts only take sources from our
-// own (EINVAL), while the path resolves in our copy of the agent's mounts.
-func bindConsole(rootfs string) error {
-	src, err := os.Readlink("/proc/self/fd/0")
-	if err != nil {
-		return fmt.Errorf("bind /dev/console: %w", err)
-	}
-	dst, err := secureJoin(rootfs, "/dev/console")
-	if err != nil {
-		return fmt.Errorf("bind /dev/console: %w", err)
-	}
-	if err := createMountpoint(dst, src, true); err != nil {
-		return fmt.Errorf("bind /dev/console: %w", err)
-	}
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s to /dev/console: %w", src, err)
 	}
 	return nil
 }

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
 	"github.com/hashicorp/yamux"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
@@ -28,6 +27,9 @@ type Server struct {
 
 	mu         sync.Mutex
 	containers map[string]*container // guarded by mu
+
+	// netMu serializes network requests: two scans never interleave.
+	netMu sync.Mutex
 }
 
 type container struct {
@@ -45,9 +47,15 @@ type process struct {
 	stdinW   *os.File // nil once a stdin stream has attached
 	stdoutR  *os.File
 	stderrR  *os.File
-	ptmx     *os.File
 	child    Stdio // the child's ends, closed after spawn
 	attached map[string]bool
+
+	// A terminal's pty is made by the container child at start (in the
+	// container's devpts), so ptmx is nil until spawned is closed; a pty
+	// stream attached before waits for it. A resize that comes first is
+	// kept in winsize and applied then.
+	ptmx    *os.File      // guarded by Server.mu
+	winsize *unix.Winsize // guarded by Server.mu
 
 	pid     int
 	started bool
@@ -165,6 +173,8 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 		return r, nil
 	case agent.OpUpdate:
 		return errResp(s.update(req.Container, req.Resources)), nil
+	case agent.OpNetwork:
+		return errResp(s.network(req.Network)), nil
 	case agent.OpShutdown:
 		return &agent.Response{}, func(st net.Conn) {
 			st.Close()
@@ -221,6 +231,17 @@ func (s *Server) create(req *agent.Request) error {
 	return nil
 }
 
+// network configures the guest's NICs (see configureNetwork).
+func (s *Server) network(ifaces []agent.Interface) error {
+	s.netMu.Lock()
+	defer s.netMu.Unlock()
+	if err := configureNetwork(ifaces); err != nil {
+		return fmt.Errorf("configure network: %w", err)
+	}
+	s.log.Info("network configured", "nics", describeNICs(ifaces))
+	return nil
+}
+
 func (s *Server) prepareExec(req *agent.Request) error {
 	if req.Exec == "" || req.Process == nil {
 		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "exec: an exec id and a process are required"}
@@ -245,20 +266,12 @@ func (s *Server) prepareExec(req *agent.Request) error {
 	return nil
 }
 
-// newProcess makes the stdio of a process before it starts, so the host can
-// attach its streams first and lose no output.
+// newProcess makes the stdio pipes of a process before it starts, so the
+// host can attach its streams first and lose no output. A terminal gets its
+// pty at spawn time (see process.ptmx).
 func newProcess(id string, spec *specs.Process) (*process, error) {
 	p := &process{id: id, spec: spec, exited: make(chan struct{}), spawned: make(chan struct{}), attached: map[string]bool{}}
 	if spec.Terminal {
-		ptmx, tty, err := pty.Open()
-		if err != nil {
-			return nil, fmt.Errorf("open pty: %w", err)
-		}
-		if spec.ConsoleSize != nil {
-			pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(spec.ConsoleSize.Height), Cols: uint16(spec.ConsoleSize.Width)})
-		}
-		p.ptmx = ptmx
-		p.child = Stdio{Stdin: tty, Stdout: tty, Stderr: tty, Setctty: true}
 		return p, nil
 	}
 	var fds [6]*os.File
@@ -312,11 +325,12 @@ func (s *Server) start(req *agent.Request) (int, error) {
 
 	s.reaper.Lock()
 	var proc *os.Process
+	var console *os.File
 	var err error
 	if req.Exec == "" {
-		proc, err = SpawnInit(c.id, c.spec, c.rootfs, p.child)
+		proc, console, err = SpawnInit(c.id, c.spec, c.rootfs, p.child)
 	} else {
-		proc, err = SpawnExec(c.id, initPid, c.spec, p.spec, p.child)
+		proc, console, err = SpawnExec(c.id, initPid, c.spec, p.spec, p.child)
 	}
 	var exitCh <-chan int
 	if err == nil {
@@ -337,6 +351,14 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	}
 	s.mu.Lock()
 	p.pid = proc.Pid
+	if console != nil {
+		if p.winsize != nil {
+			if err := setWinsize(console, p.winsize); err != nil {
+				s.log.Warn("apply early resize", "container", c.id, "exec", p.id, "err", err)
+			}
+		}
+		p.ptmx = console
+	}
 	s.mu.Unlock()
 	close(p.spawned)
 	go s.waitExit(c.id, p, exitCh)
@@ -405,8 +427,8 @@ func (s *Server) stdio(req *agent.Request) (*agent.Response, func(net.Conn)) {
 	}
 	var f *os.File
 	switch {
-	case req.Stream == agent.StreamPTY && p.ptmx != nil:
-		f = p.ptmx
+	case req.Stream == agent.StreamPTY && p.spec.Terminal:
+		// f is the pty, known once the process is spawned.
 	case req.Stream == agent.StreamStdin && p.stdinW != nil:
 		f = p.stdinW
 	case req.Stream == agent.StreamStdout && p.stdoutR != nil:
@@ -423,6 +445,13 @@ func (s *Server) stdio(req *agent.Request) (*agent.Response, func(net.Conn)) {
 			io.Copy(f, st)
 			f.Close()
 		case agent.StreamPTY:
+			<-p.spawned
+			s.mu.Lock()
+			f = p.ptmx
+			s.mu.Unlock()
+			if f == nil {
+				break // never started
+			}
 			go io.Copy(f, st)
 			io.Copy(st, f)
 			f.Close()
@@ -456,12 +485,7 @@ func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
 			s.mu.Unlock()
 			return nil // ignored by default: nothing happens
 		}
-		p.started = true
-		p.status = 128 + int(sig)
-		closeStdio(p.child)
-		p.closeAgentEnds()
-		close(p.spawned)
-		close(p.exited)
+		p.discardLocked(128 + int(sig))
 		s.mu.Unlock()
 		return nil
 	}
@@ -491,6 +515,18 @@ func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
 	return nil
 }
 
+// discardLocked ends a process that was never started as if it had exited
+// with status: its streams end (a pty stream waiting for its pty too) and
+// its waiters return. The caller holds Server.mu.
+func (p *process) discardLocked(status int) {
+	p.started = true
+	p.status = status
+	closeStdio(p.child)
+	p.closeAgentEnds()
+	close(p.spawned)
+	close(p.exited)
+}
+
 func (s *Server) signal(req *agent.Request) error {
 	p, err := s.lookup(req.Container, req.Exec)
 	if err != nil {
@@ -504,10 +540,17 @@ func (s *Server) resize(req *agent.Request) error {
 	if err != nil {
 		return err
 	}
-	if p.ptmx == nil {
+	if !p.spec.Terminal {
 		return badState("process has no terminal")
 	}
-	return pty.Setsize(p.ptmx, &pty.Winsize{Rows: req.Height, Cols: req.Width})
+	ws := &unix.Winsize{Row: req.Height, Col: req.Width}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.ptmx == nil {
+		p.winsize = ws // not spawned yet
+		return nil
+	}
+	return setWinsize(p.ptmx, ws)
 }
 
 func (s *Server) state(req *agent.Request) *agent.Response {
@@ -557,8 +600,7 @@ func (s *Server) delete(cid string) error {
 	}
 	for _, p := range c.procs {
 		if !p.started {
-			closeStdio(p.child)
-			p.closeAgentEnds()
+			p.discardLocked(128 + int(unix.SIGKILL))
 		}
 	}
 	delete(s.containers, cid)

@@ -11,7 +11,8 @@ package guest
 // child marks close-on-exec: the child writes {"stage":"exec"} just before
 // execve, so "stage seen, then EOF" means the workload is running, an error
 // report means setup failed, and EOF alone means the child died before it could
-// say why.
+// say why. A process with a terminal makes its pty itself and sends the
+// master back on a socket (fd 6): see console_linux.go.
 
 import (
 	"encoding/json"
@@ -39,19 +40,19 @@ const (
 	childConfigFd = 3 // read end of the config pipe
 	childReportFd = 4 // write end of the report pipe
 	childMntNSFd  = 5 // exec only: the container's mount namespace
+	childConsFd   = 6 // terminal only: where the pty master is sent
 )
 
 // maxReportSize bounds what the parent reads from a child; a report is one
 // short error message.
 const maxReportSize = 64 << 10
 
-// Stdio are the files the new process gets as fds 0,1,2. For a terminal,
-// all three are the pty slave and Setctty is true (the child calls setsid and
-// TIOCSCTTY on fd 0). A nil file is replaced by /dev/null so that the workload
-// never starts with a closed standard descriptor.
+// Stdio are the files the new process gets as fds 0,1,2. A nil file is
+// replaced by /dev/null so that the workload never starts with a closed
+// standard descriptor. A process with a terminal (Process.Terminal) ignores
+// them: its stdio is the pty it makes in the container.
 type Stdio struct {
 	Stdin, Stdout, Stderr *os.File
-	Setctty               bool
 }
 
 // ExecError is returned when the workload itself cannot be executed. Its
@@ -95,7 +96,8 @@ type childConfig struct {
 	// it is inside its cgroup (a namespace made at clone time would be rooted
 	// at the agent's cgroup).
 	NewCgroupNS bool `json:"new_cgroup_ns,omitempty"`
-	// Terminal: stdio is a pty, so /dev/console must be bound to it.
+	// Terminal: the child makes a pty in the container's devpts, makes it
+	// its stdio (and the init's /dev/console) and sends the master on fd 6.
 	Terminal bool `json:"terminal,omitempty"`
 }
 
@@ -110,16 +112,18 @@ type childReport struct {
 // SpawnInit starts the init process of a container whose root filesystem is at rootfs
 // (a guest path, already mounted, writable by the agent). It returns once the workload
 // has been execve'd or failed to. The caller reaps the process (a PID-1 reaper loop uses
-// wait4(-1)); SpawnInit never waits for it.
-func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Process, error) {
+// wait4(-1)); SpawnInit never waits for it. When spec.Process.Terminal is set, console
+// is the master of the process's pty (made in the container's devpts, sized to
+// ConsoleSize) and the caller owns it; otherwise it is nil.
+func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (p *os.Process, console *os.File, err error) {
 	if err := validateID(id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
-		return nil, fmt.Errorf("spawn init %s: spec has no process args", id)
+		return nil, nil, fmt.Errorf("spawn init %s: spec has no process args", id)
 	}
 	if err := validateUserNS(spec.Linux); err != nil {
-		return nil, fmt.Errorf("spawn init %s: %w", id, err)
+		return nil, nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
 	flags, newCgroupNS := initCloneFlags(spec)
 	cfg := &childConfig{
@@ -132,21 +136,21 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Pro
 	}
 	cg, err := setupCgroup(id, spec.Linux)
 	if err != nil {
-		return nil, fmt.Errorf("spawn init %s: %w", id, err)
+		return nil, nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
 	if cg != nil {
 		defer cg.Close()
 	}
-	p, err := spawnChild(childInitArg, cfg, stdio, sys, cg, nil)
+	p, console, err = spawnChild(childInitArg, cfg, stdio, sys, cg, nil)
 	if err != nil {
 		if cg != nil {
 			// Best effort: the child may still be exiting (EBUSY), and an
 			// empty cgroup left behind only leaks a directory.
 			_ = RemoveCgroup(id)
 		}
-		return nil, wrapSpawnError("spawn init "+id, err)
+		return nil, nil, wrapSpawnError("spawn init "+id, err)
 	}
-	return p, nil
+	return p, console, nil
 }
 
 // wrapSpawnError adds context to a setup error but returns an ExecError as it
@@ -198,37 +202,38 @@ var execNamespaces = []struct {
 
 // SpawnExec starts p inside the namespaces (mount, pid, ipc, uts, net, cgroup) of the
 // running init process initPid of the container, as `runc exec` does. Same reaping rule
-// as SpawnInit. spec is the container's spec; only p's fields are applied.
+// as SpawnInit, and the same console for a p with a terminal. spec is the container's
+// spec; only p's fields are applied.
 //
 // The pid, ipc, uts, net and cgroup namespaces are joined by a throwaway OS
 // thread of the agent, which then forks the child (a child inherits its
 // namespaces from the forking thread). The mount namespace cannot be joined
 // there because Go's threads share one fs_struct, so the child joins it after
 // unsharing CLONE_FS on its own locked thread.
-func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio Stdio) (*os.Process, error) {
+func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio Stdio) (proc *os.Process, console *os.File, err error) {
 	if err := validateID(id); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p == nil || len(p.Args) == 0 {
-		return nil, fmt.Errorf("spawn exec in %s: process has no args", id)
+		return nil, nil, fmt.Errorf("spawn exec in %s: process has no args", id)
 	}
 	// An exec that joined every namespace but the user one would run as
 	// the guest's real root inside a container whose root is not.
 	same, err := sameUserNS(initPid)
 	if err != nil {
-		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
 	}
 	if !same {
-		return nil, fmt.Errorf("spawn exec in %s: %w", id, errJoinUserNS)
+		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, errJoinUserNS)
 	}
 	mnt, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", initPid))
 	if err != nil {
-		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
 	}
 	defer mnt.Close()
 	cg, err := openCgroup(id)
 	if err != nil {
-		return nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
 	}
 	if cg != nil {
 		defer cg.Close()
@@ -236,8 +241,9 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 	cfg := &childConfig{ID: id, Process: p, Terminal: p.Terminal}
 
 	type result struct {
-		p   *os.Process
-		err error
+		p       *os.Process
+		console *os.File
+		err     error
 	}
 	done := make(chan result, 1)
 	go func() {
@@ -245,17 +251,17 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 		// the runtime must end it when this goroutine returns.
 		runtime.LockOSThread()
 		if err := joinNamespaces(initPid); err != nil {
-			done <- result{nil, err}
+			done <- result{nil, nil, err}
 			return
 		}
-		proc, err := spawnChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mnt)
-		done <- result{proc, err}
+		proc, console, err := spawnChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mnt)
+		done <- result{proc, console, err}
 	}()
 	r := <-done
 	if r.err != nil {
-		return nil, wrapSpawnError("spawn exec in "+id, r.err)
+		return nil, nil, wrapSpawnError("spawn exec in "+id, r.err)
 	}
-	return r.p, nil
+	return r.p, r.console, nil
 }
 
 // joinNamespaces moves the calling (locked) thread into initPid's namespaces.
@@ -291,33 +297,45 @@ func joinNamespaces(initPid int) error {
 }
 
 // spawnChild starts the agent binary as a container child and waits for its
-// verdict. extra, when not nil, becomes the child's fd 5.
-func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, extra *os.File) (*os.Process, error) {
+// verdict. mntNS, when not nil, becomes the child's fd 5. For a terminal it
+// also returns the pty master the child sent.
+func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS *os.File) (*os.Process, *os.File, error) {
+	if cfg.Terminal {
+		// The child makes the pty its own stdio.
+		stdio = Stdio{}
+	}
 	files, closeStdio, err := stdioFiles(stdio)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer closeStdio()
-	if stdio.Setctty {
-		sys.Setsid, sys.Setctty, sys.Ctty = true, true, 0
-	}
 	if cg != nil {
 		sys.UseCgroupFD, sys.CgroupFD = true, int(cg.Fd())
 	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("config pipe: %w", err)
+		return nil, nil, fmt.Errorf("config pipe: %w", err)
 	}
 	defer cfgW.Close()
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
-		return nil, fmt.Errorf("report pipe: %w", err)
+		return nil, nil, fmt.Errorf("report pipe: %w", err)
 	}
 	defer repR.Close()
-	files = append(files, cfgR, repW)
-	if extra != nil {
-		files = append(files, extra)
+	files = append(files, cfgR, repW, mntNS) // a nil mntNS leaves fd 5 closed
+	consSock, consChild := -1, (*os.File)(nil)
+	if cfg.Terminal {
+		// A session leader without a terminal: the child makes the pty its
+		// controlling terminal.
+		sys.Setsid = true
+		if consSock, consChild, err = consoleSocket(); err != nil {
+			cfgR.Close()
+			repW.Close()
+			return nil, nil, err
+		}
+		defer unix.Close(consSock)
+		files = append(files, consChild)
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
 		Files: files,
@@ -327,25 +345,37 @@ func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 	// Our copies of the child's ends must go, or EOF never comes.
 	cfgR.Close()
 	repW.Close()
+	if consChild != nil {
+		consChild.Close()
+	}
 	if err != nil {
-		return nil, fmt.Errorf("start child: %w", err)
+		return nil, nil, fmt.Errorf("start child: %w", err)
 	}
 	// The child waits for its config, so these apply before it runs.
 	if err := applyFromParent(p.Pid, cfg.Process); err != nil {
 		_ = p.Kill()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := sendConfig(cfgW, cfg); err != nil {
 		_ = p.Kill()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := readReports(repR); err != nil {
 		// The child exits by itself after reporting; kill covers a child
 		// that got stuck.
 		_ = p.Kill()
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	if !cfg.Terminal {
+		return p, nil, nil
+	}
+	// The child sent the master before its exec report.
+	console, err := recvConsole(consSock)
+	if err != nil {
+		_ = p.Kill()
+		return nil, nil, err
+	}
+	return p, console, nil
 }
 
 // stdioFiles returns fds 0-2 for the child, opening /dev/null for missing ones.
@@ -506,8 +536,15 @@ func runInitChild(cfg *childConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareRootfs(spec, cfg.Rootfs, cfg.Terminal); err != nil {
+	if err := prepareRootfs(spec, cfg.Rootfs); err != nil {
 		return err
+	}
+	// As runc: after the container's mounts and the pivot (the pty must
+	// come from its devpts), before the rootfs is finished.
+	if cfg.Terminal {
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true); err != nil {
+			return err
+		}
 	}
 	if err := finishRootfs(spec); err != nil {
 		return err
@@ -544,6 +581,11 @@ func runExecChild(cfg *childConfig) error {
 		return fmt.Errorf("join mount namespace: %w", err)
 	}
 	unix.Close(childMntNSFd)
+	if cfg.Terminal {
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, false); err != nil {
+			return err
+		}
+	}
 	return finishProcess(cfg.Process, lastCap)
 }
 

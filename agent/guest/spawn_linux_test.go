@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -71,7 +70,7 @@ func busyboxRootfs(t *testing.T) string {
 		t.Fatal(err)
 	}
 	for _, applet := range []string{"sh", "echo", "cat", "id", "hostname", "ls", "sleep", "touch",
-		"pwd", "grep", "test", "stat", "tr", "mkdir", "head", "readlink", "true"} {
+		"pwd", "grep", "test", "stat", "tr", "mkdir", "head", "readlink", "true", "tty", "stty"} {
 		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +257,7 @@ func reapAny(t *testing.T) {
 func runInit(t *testing.T, id string, spec *specs.Spec, rootfs string) result {
 	t.Helper()
 	s := newPipeStdio(t)
-	p, err := SpawnInit(id, spec, rootfs, s.child)
+	p, _, err := SpawnInit(id, spec, rootfs, s.child)
 	s.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -438,7 +437,7 @@ func TestSpawnInitExecErrors(t *testing.T) {
 		"/etc/passwd": `exec: "/etc/passwd": permission denied`,
 	} {
 		s := newPipeStdio(t)
-		p, err := SpawnInit("exec-err", testSpec(args0), root, s.child)
+		p, _, err := SpawnInit("exec-err", testSpec(args0), root, s.child)
 		s.closeChild()
 		reapAny(t)
 		s.wg.Wait()
@@ -455,7 +454,7 @@ func TestSpawnInitSetupError(t *testing.T) {
 	spec := testSpec("true")
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source"})
 	s := newPipeStdio(t)
-	_, err := SpawnInit("setup-err", spec, root, s.child)
+	_, _, err := SpawnInit("setup-err", spec, root, s.child)
 	s.closeChild()
 	reapAny(t)
 	s.wg.Wait()
@@ -465,40 +464,12 @@ func TestSpawnInitSetupError(t *testing.T) {
 	}
 }
 
-func TestSpawnInitTerminal(t *testing.T) {
-	requiresRoot(t)
-	root := busyboxRootfs(t)
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("skipping, cannot open a pty: %v", err)
-	}
-	defer ptmx.Close()
-	spec := testSpec("sh", "-c", `test -t 0 && echo isatty; test -c /dev/console && echo console; `+
-		`grep -o 'NSsid:.*' /proc/self/status; echo $$`)
-	spec.Process.Terminal = true
-	p, err := SpawnInit("tty", spec, root, Stdio{Stdin: tty, Stdout: tty, Stderr: tty, Setctty: true})
-	tty.Close()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	var out bytes.Buffer
-	done := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(done) }() // ends with EIO once the slave is gone
-	reap(t, p.Pid)
-	<-done
-	got := strings.ReplaceAll(out.String(), "\r", "")
-	if !strings.Contains(got, "isatty\nconsole\n") || !strings.Contains(got, "NSsid:\t") {
-		t.Errorf("terminal output %q", got)
-	}
-}
-
 func TestSpawnExec(t *testing.T) {
 	requiresRoot(t)
 	root := busyboxRootfs(t)
 	init := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "echo data > /tmp/shared; echo ready; exec sleep 1000")
-	ip, err := SpawnInit("exec-test", spec, root, init.child)
+	ip, _, err := SpawnInit("exec-test", spec, root, init.child)
 	init.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -522,7 +493,7 @@ func TestSpawnExec(t *testing.T) {
 		Capabilities: spec.Process.Capabilities,
 	}
 	ex := newPipeStdio(t)
-	ep, err := SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
+	ep, _, err := SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
 	ex.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -554,7 +525,7 @@ func TestSpawnExec(t *testing.T) {
 	// The executable is looked up in the container, with runc's wording.
 	proc.Args = []string{"nosuchcmd"}
 	ex = newPipeStdio(t)
-	_, err = SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
+	_, _, err = SpawnExec("exec-test", ip.Pid, spec, proc, ex.child)
 	ex.closeChild()
 	ex.wg.Wait()
 	var ee *ExecError
@@ -592,7 +563,7 @@ func TestSpawnInitCgroup(t *testing.T) {
 	root := busyboxRootfs(t)
 	s := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 1000")
-	p, err := SpawnInit("cg-test", spec, root, s.child)
+	p, _, err := SpawnInit("cg-test", spec, root, s.child)
 	s.closeChild()
 	if err != nil {
 		reapAny(t)
