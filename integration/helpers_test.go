@@ -20,6 +20,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/runtime"
 )
 
 var (
@@ -68,6 +69,7 @@ func inPath(name string) bool { _, err := exec.LookPath(name); return err == nil
 // env is one test's runvirt environment: a state root, a config file and a
 // bundle with a busybox rootfs.
 type env struct {
+	ids    []string // every id given to create or run
 	t      *testing.T
 	root   string
 	config string
@@ -202,6 +204,11 @@ type result struct {
 
 // command prepares `runvirt --root R --config C ARGS...`.
 func (e *env) command(args ...string) *exec.Cmd {
+	for i, a := range args {
+		if (a == "create" || a == "run") && len(args) > i+1 {
+			e.ids = append(e.ids, args[len(args)-1])
+		}
+	}
 	full := append([]string{"--root", e.root, "--config", e.config}, args...)
 	return exec.Command(runvirtBin, full...)
 }
@@ -258,6 +265,12 @@ func (e *env) checkNothingLeft() {
 		t.Errorf("mounts left behind: %v", m)
 		for i := len(m) - 1; i >= 0; i-- {
 			syscall.Unmount(m[i], syscall.MNT_DETACH)
+		}
+	}
+	for _, id := range e.ids {
+		if d := socketDir(e.root, id); exists(d) {
+			t.Errorf("socket dir of %s left behind: %s", id, d)
+			os.RemoveAll(d)
 		}
 	}
 	ents, _ := os.ReadDir(e.root)
@@ -335,3 +348,6 @@ func (e *env) waitStatus(id, want string, timeout time.Duration) bool {
 	}
 	return false
 }
+
+// socketDir is where a container's sockets are.
+func socketDir(root, id string) string { return runtime.Dir{Root: root, ID: id}.SocketDir() }

@@ -134,9 +134,6 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		log.Warn(w)
 	}
 	d := Dir{Root: o.Root, ID: o.ID}
-	if err := d.checkSocketPaths(); err != nil {
-		return nil, nil, err
-	}
 	if err := os.MkdirAll(o.Root, 0o711); err != nil {
 		return nil, nil, fmt.Errorf("make root %s: %w", o.Root, err)
 	}
@@ -149,6 +146,10 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		return nil, nil, fmt.Errorf("make state dir: %w", err)
 	}
 	cl.Add(func() { removeMounted(d.Path()) })
+	if err := d.makeSocketDir(); err != nil {
+		return nil, nil, err
+	}
+	cl.Add(func() { os.RemoveAll(d.SocketDir()) })
 	lock, err := LockDir(d)
 	if err != nil {
 		return nil, nil, err
@@ -168,10 +169,15 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	if err := writeFileAtomic(d.Spec(), specJSON, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("save spec: %w", err)
 	}
+	network, err := plumbNetwork(b.Spec, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl.Add(func() { network.teardown() })
 	st := &State{
 		ID: o.ID, Bundle: b.Dir, Rootfs: b.Rootfs, Created: time.Now().UTC(),
 		Owner: currentOwner(), Annotations: b.Spec.Annotations, Sandbox: o.ID,
-		Status: StatusCreating, Config: sc,
+		Status: StatusCreating, Config: sc, Network: network,
 	}
 	if err := SaveState(d, st); err != nil {
 		return nil, nil, err
@@ -207,6 +213,11 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		return nil, nil, err
 	}
 	c := &Container{Dir: d, State: st, log: log}
+	if network != nil {
+		if err := c.client().Network(ctx, network.guest()); err != nil {
+			return nil, nil, fmt.Errorf("configure network in vm: %w", err)
+		}
+	}
 	if err := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID)); err != nil {
 		return nil, nil, fmt.Errorf("create container in vm: %w", err)
 	}
@@ -230,6 +241,9 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 		if err := stopSandbox(c.Dir, st.Monitor, log); err != nil {
 			errs = append(errs, err)
 		}
+		if err := st.Network.teardown(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if spec, err := c.Spec(); err == nil {
 		removeHostCgroup(spec, st.ID)
@@ -237,6 +251,7 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 	if err := removeMounted(c.Dir.Path()); err != nil {
 		errs = append(errs, fmt.Errorf("remove state of %s: %w", c.Dir.ID, err))
 	}
+	os.RemoveAll(c.Dir.SocketDir())
 	return errors.Join(errs...)
 }
 

@@ -59,6 +59,7 @@ func deleteLeftover(g Globals, id string, force bool, notExist error) error {
 		return notExist
 	}
 	d := Dir{Root: g.Root, ID: id}
+	os.RemoveAll(d.SocketDir())
 	if _, err := os.Stat(d.Path()); err == nil {
 		return removeMounted(d.Path())
 	}

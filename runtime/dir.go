@@ -1,7 +1,10 @@
 package runtime
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/runvirt/runvirt/agent"
@@ -13,9 +16,6 @@ type Dir struct {
 	Root string // the --root directory
 	ID   string
 }
-
-// maxSocketPath is what fits in sockaddr_un.sun_path with its NUL.
-const maxSocketPath = 107
 
 func (d Dir) Path() string         { return filepath.Join(d.Root, d.ID) }
 func (d Dir) join(n string) string { return filepath.Join(d.Root, d.ID, n) }
@@ -30,15 +30,32 @@ func (d Dir) Spec() string { return d.join("config.json") }
 // Lock is the file whose flock serialises verbs on the container.
 func (d Dir) Lock() string { return d.join("lock") }
 
+// SocketBase holds one short directory per sandbox for its unix sockets.
+// They cannot live in the state directory: clients choose --root, and with
+// a 64-character id a path like /run/docker/runtime-runvirt/moby/<id>/ is
+// already past the 108 bytes a socket path may have.
+const SocketBase = "/run/runvirt-sockets"
+
+// SocketDir is the sandbox's socket directory, named by a hash of the root
+// and the id so that every verb finds it without reading the state.
+func (d Dir) SocketDir() string {
+	root, err := filepath.Abs(d.Root)
+	if err != nil {
+		root = d.Root
+	}
+	sum := sha256.Sum256([]byte(root + "\x00" + d.ID))
+	return filepath.Join(SocketBase, hex.EncodeToString(sum[:8]))
+}
+
 // AgentSocket is the monitor's socket: each connection becomes one stream to
 // the guest agent.
-func (d Dir) AgentSocket() string { return d.join("agent.sock") }
+func (d Dir) AgentSocket() string { return filepath.Join(d.SocketDir(), "agent.sock") }
 
 // QMPSocket is QEMU's monitor socket.
-func (d Dir) QMPSocket() string { return d.join("qmp.sock") }
+func (d Dir) QMPSocket() string { return filepath.Join(d.SocketDir(), "qmp.sock") }
 
 // FSSocket is virtiofsd's vhost-user socket.
-func (d Dir) FSSocket() string { return d.join("fs.sock") }
+func (d Dir) FSSocket() string { return filepath.Join(d.SocketDir(), "fs.sock") }
 
 // ConsoleLog receives the guest's console (kernel and agent messages).
 func (d Dir) ConsoleLog() string { return d.join("console.log") }
@@ -75,13 +92,10 @@ func GuestMount(cid string, n int, source string) string {
 	return filepath.Join(agent.GuestShareDir, cid, "mounts", fmt.Sprint(n), filepath.Base(source))
 }
 
-// checkSocketPaths fails early when a socket path would not fit, instead of
-// failing obscurely inside QEMU.
-func (d Dir) checkSocketPaths() error {
-	for _, p := range []string{d.AgentSocket(), d.QMPSocket(), d.FSSocket()} {
-		if len(p) > maxSocketPath {
-			return fmt.Errorf("socket path %s is longer than %d bytes: use a shorter --root", p, maxSocketPath)
-		}
+// makeSocketDir creates the sandbox's socket directory, private to root.
+func (d Dir) makeSocketDir() error {
+	if err := os.MkdirAll(d.SocketDir(), 0o700); err != nil {
+		return fmt.Errorf("make socket dir: %w", err)
 	}
 	return nil
 }

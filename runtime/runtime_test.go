@@ -245,3 +245,18 @@ func TestPrecreateMountpointsStaysInRoot(t *testing.T) {
 		t.Errorf("mountpoint inside the rootfs not created: %v", err)
 	}
 }
+
+func TestSocketDir(t *testing.T) {
+	long := "/" + strings.Repeat("r", 200)
+	id := strings.Repeat("f", 64)
+	a := Dir{Root: long, ID: id}
+	if p := a.AgentSocket(); len(p) > 107 {
+		t.Errorf("socket path %s is %d bytes", p, len(p))
+	}
+	if a.SocketDir() == (Dir{Root: long + "x", ID: id}).SocketDir() || a.SocketDir() == (Dir{Root: long, ID: id + "x"}).SocketDir() {
+		t.Error("socket dirs of different containers must differ")
+	}
+	if a.SocketDir() != (Dir{Root: long + "/", ID: id}).SocketDir() {
+		t.Error("the same root spelled differently must give the same socket dir")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Start starts the process of a created container: the startContainer
@@ -41,6 +42,13 @@ func Start(ctx context.Context, g Globals, id string, log *slog.Logger) error {
 	}
 	pid, err := c.client().Start(ctx, id, "")
 	if err != nil {
+		// The process never ran, and the agent ends its wait with 127: let
+		// the stand-in exit before we return, as runc's init is gone when
+		// its start fails. containerd's shim marks the container stopped
+		// only when it reaps the pid-file pid, and dockerd deletes a
+		// container whose start failed at once, giving up (and leaking the
+		// VM) on "task must be stopped before deletion: created".
+		waitGone(c.State.StandIn, 5*time.Second)
 		return startError(err)
 	}
 	c.State.Status, c.State.GuestPid = StatusRunning, pid
