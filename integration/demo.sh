@@ -11,12 +11,8 @@ cd "$(dirname "$0")/.."
 
 work=$(mktemp -d /tmp/runvirt-demo.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs/bin" "$work/root"
-cp /bin/busybox "$work/bundle/rootfs/bin/"
-for app in $(/bin/busybox --list); do
-	[ "$app" = busybox ] || ln -s busybox "$work/bundle/rootfs/bin/$app"
-done
-mkdir -p "$work/bundle/rootfs/"{proc,sys,dev,tmp,etc}
+mkdir -p "$work/root"
+integration/busybox-rootfs.sh "$work/bundle/rootfs"
 
 kernel=build/guest/vmlinuz
 [ -f build/guest/vmlinux ] && kernel=build/guest/vmlinux

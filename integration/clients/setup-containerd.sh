@@ -130,14 +130,8 @@ if ! ctr --address "$sock" images ls -q | grep -qx "$image"; then
 	work=$(mktemp -d /tmp/runvirt-image.XXXXXX)
 	trap 'rm -rf "$work"' EXIT
 	rootfs=$work/rootfs
-	mkdir -p "$rootfs"/{bin,etc,tmp,proc,sys,dev,root,home/user} "$work/oci/blobs/sha256"
-	chmod 1777 "$rootfs/tmp"
-	cp /bin/busybox "$rootfs/bin/busybox"
-	for app in $(/bin/busybox --list); do
-		[ "$app" = busybox ] || ln -s busybox "$rootfs/bin/$app"
-	done
-	printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n' >"$rootfs/etc/passwd"
-	printf 'root:x:0:\nuser:x:1000:\n' >"$rootfs/etc/group"
+	mkdir -p "$work/oci/blobs/sha256"
+	"$(dirname "$0")/../busybox-rootfs.sh" "$rootfs"
 
 	blob() { # blob FILE -> prints "sha256:HEX SIZE", moves FILE into blobs/
 		local hex size

@@ -1,0 +1,540 @@
+package clients
+
+// The docker tests drive a private dockerd (Debian's docker.io, 20.10) that
+// setup-docker.sh installs and starts (/run/runvirt-docker/docker.sock,
+// exec root /run/rvd) with runvirt registered as the runtime "runvirt", and
+// a locally built busybox image. They need what the containerd tests need
+// (root, QEMU, `make`) and skip, or fail under RUNVIRT_REQUIRE_INTEGRATION=1,
+// without it. Every container boots a VM: the tests keep the boots few.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+const dkrImage = "runvirt-busybox:latest"
+
+// dkrExecRoot is dockerd's exec root, as setup-docker.sh chooses it; the
+// runtime's state is under EXEC_ROOT/runtime-runc/moby/<id>.
+func dkrExecRoot() string {
+	if r := os.Getenv("RUNVIRT_DOCKER_EXEC_ROOT"); r != "" {
+		return r
+	}
+	return "/run/rvd"
+}
+
+// requireDocker sets up docker (once) and skips or fails as clientSetup.require does.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	dkrSock = dkrSetup.require(t)
+}
+
+// dkrResult is what one docker invocation did.
+type dkrResult struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+func dkrCommand(args ...string) *exec.Cmd {
+	return exec.Command("docker", append([]string{"-H", "unix://" + dkrSock}, args...)...)
+}
+
+// dkr runs `docker ARGS...` to completion with the given stdin (none if "").
+func dkr(t *testing.T, stdin string, args ...string) dkrResult {
+	t.Helper()
+	cmd := dkrCommand(args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("docker %v: %v", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("docker %v: still running after 2 minutes\nstdout: %q\nstderr: %q", args, out.String(), errb.String())
+	}
+	r := dkrResult{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("docker %v: %v", args, err)
+	}
+	t.Logf("docker %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// dkrTTY runs `docker ARGS...` on a new pty of size rows x cols. script is
+// a list of steps: each waits until the terminal shows want (if not ""),
+// then resizes the terminal (if rows > 0) and types input. It returns what
+// the terminal showed and docker's exit status.
+type dkrStep struct {
+	want       string
+	rows, cols uint16
+	input      string
+}
+
+func dkrTTY(t *testing.T, rows, cols uint16, steps []dkrStep, args ...string) (string, int) {
+	t.Helper()
+	cmd := dkrCommand(args...)
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatalf("docker %v on a pty: %v", args, err)
+	}
+	defer ptmx.Close()
+	var mu sync.Mutex
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				close(copied)
+				return
+			}
+		}
+	}()
+	shown := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+	seen := 0 // the part of the output earlier steps consumed
+	for i, s := range steps {
+		for s.want != "" {
+			o := shown()
+			if j := strings.Index(o[seen:], s.want); j >= 0 {
+				seen += j + len(s.want)
+				break
+			}
+			select {
+			case <-deadline:
+				cmd.Process.Kill()
+				t.Fatalf("docker %v: step %d: %q never showed; terminal: %q", args, i, s.want, o)
+			case err := <-done:
+				time.Sleep(200 * time.Millisecond)
+				t.Fatalf("docker %v: exited (%v) before step %d showed %q; terminal: %q", args, err, i, s.want, shown())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if s.rows > 0 {
+			if err := pty.Setsize(ptmx, &pty.Winsize{Rows: s.rows, Cols: s.cols}); err != nil {
+				t.Fatalf("resize: %v", err)
+			}
+		}
+		if s.input != "" {
+			io.WriteString(ptmx, s.input)
+		}
+	}
+	select {
+	case err = <-done:
+	case <-deadline:
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("docker %v: still running after 2 minutes; terminal: %q", args, shown())
+	}
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("docker %v: %v", args, err)
+	}
+	t.Logf("docker %v (tty %dx%d): exit %d\nterminal: %q", args, rows, cols, code, shown())
+	return shown(), code
+}
+
+// dkrName is a container name unique to this run.
+func dkrName(name string) string {
+	return fmt.Sprintf("rv-%s-%d", name, time.Now().UnixNano()%1000000)
+}
+
+// dkrContainer registers cleanup for the container that `docker run
+// --cidfile FILE --name name` creates and returns the --cidfile to pass. At
+// the end it removes the container if the test left it, then fails the test
+// if anything of it survived: a container in dockerd, a task in dockerd's
+// containerd, runvirt's state, a host process (monitor, QEMU, virtiofsd,
+// stand-in).
+func dkrContainer(t *testing.T, name string) string {
+	cidfile := filepath.Join(t.TempDir(), "cid")
+	t.Cleanup(func() {
+		b, _ := os.ReadFile(cidfile)
+		id := strings.TrimSpace(string(b))
+		if dkrCommand("container", "inspect", name).Run() == nil {
+			t.Errorf("container %s left behind", name)
+			dkrCommand("rm", "-f", name).Run()
+		}
+		if id == "" {
+			return
+		}
+		var state []string
+		for _, rt := range []string{"runtime-runc", "runtime-runvirt"} {
+			state = append(state, filepath.Join(dkrExecRoot(), rt, "moby", id))
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			procs := dkrProcsOf(id)
+			var left []string
+			for _, s := range state {
+				if ctrdExists(s) {
+					left = append(left, s)
+				}
+			}
+			if len(procs) == 0 && len(left) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				if len(procs) > 0 {
+					t.Errorf("processes left behind: %v", procs)
+				}
+				if len(left) > 0 {
+					t.Errorf("runvirt state left behind: %v", left)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return cidfile
+}
+
+// dkrProcsOf lists the host processes of the sandbox of container id (a
+// shim that dockerd failed to delete included).
+func dkrProcsOf(id string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		if _, err := strconv.Atoi(en.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cl, "/moby/"+id) || strings.Contains(cl, "-name runvirt-"+id+" ") ||
+			strings.Contains(cl, " monitor "+id) || strings.Contains(cl, " stand-in "+id) ||
+			strings.Contains(cl, "-id "+id+" ") {
+			out = append(out, en.Name()+":"+cl)
+		}
+	}
+	return out
+}
+
+// dkrRun is `docker run --runtime runvirt --network none` plus args.
+func dkrRun(args ...string) []string {
+	return append([]string{"run", "--runtime", "runvirt", "--network", "none"}, args...)
+}
+
+// dkrWaitLogs waits until `docker logs name` shows want (count times).
+func dkrWaitLogs(t *testing.T, name, want string, count int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var out []byte
+	for time.Now().Before(deadline) {
+		out, _ = dkrCommand("logs", name).CombinedOutput()
+		if strings.Count(string(out), want) >= count {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("docker logs %s: %q never showed %q %d times", name, out, want, count)
+}
+
+func dkrInspect(t *testing.T, name, format string) string {
+	t.Helper()
+	out, err := dkrCommand("inspect", "-f", format, name).Output()
+	if err != nil {
+		t.Fatalf("docker inspect %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestDockerRun: `docker run --runtime runvirt --rm -i`: stdin, stdout and
+// stderr kept apart, the exit status, a guest kernel, nothing left behind.
+func TestDockerRun(t *testing.T) {
+	requireDocker(t)
+	name := dkrName("run")
+	cid := dkrContainer(t, name)
+	r := dkr(t, "piped\n", dkrRun("--rm", "-i", "--cidfile", cid, "--name", name, dkrImage,
+		"sh", "-c", `read x; echo "got $x"; echo to-stderr >&2; cat /proc/sys/kernel/random/boot_id; exit 3`)...)
+	if r.code != 3 {
+		t.Errorf("exit status %d, want 3; stderr: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || lines[0] != "got piped" {
+		t.Fatalf("stdout %q, want \"got piped\" and a boot id", r.stdout)
+	}
+	if lines[1] == hostBootID(t) {
+		t.Errorf("the container ran on the host's kernel (boot id %s)", lines[1])
+	}
+	if strings.TrimSpace(r.stderr) != "to-stderr" {
+		t.Errorf("stderr %q, want \"to-stderr\" alone", r.stderr)
+	}
+	if dkrCommand("container", "inspect", name).Run() == nil {
+		t.Errorf("--rm left the container")
+	}
+}
+
+// TestDockerRunMissingExecutable: docker turns the runtime's error text into
+// 127, as with runc, and a container whose start failed is removed whole
+// (dockerd deletes it at once; runvirt's stand-in must be gone by then).
+func TestDockerRunMissingExecutable(t *testing.T) {
+	requireDocker(t)
+	for _, c := range []struct{ exe, want string }{
+		{"nosuchcmd", `exec: "nosuchcmd": executable file not found in $PATH`},
+		{"/nonexistent", `stat /nonexistent: no such file or directory`},
+	} {
+		name := dkrName("noexe")
+		cid := dkrContainer(t, name)
+		r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name, dkrImage, c.exe)...)
+		if r.code != 127 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 127 and %q", c.exe, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+// TestDockerRunTTY: `docker run -it`: an interactive shell on a terminal of
+// the caller's size; a resize reaches the guest; the exit status comes back.
+func TestDockerRunTTY(t *testing.T) {
+	requireDocker(t)
+	name := dkrName("tty")
+	cid := dkrContainer(t, name)
+	// The typed commands come back as the terminal's echo: the words to
+	// wait for are split in the input ("is-a-""tty") or absent from it. The
+	// sleeps: docker sets the size just after the start, and resizes
+	// asynchronously (the same with runc).
+	out, code := dkrTTY(t, 45, 123, []dkrStep{
+		{want: "# ", input: "[ -t 0 ] && echo is-a-\"\"tty; sleep 1; stty size\n"},
+		{want: "45 123", rows: 31, cols: 97},
+		{want: "# ", input: "sleep 1; stty size\n"},
+		{want: "31 97", input: "exit 7\n"},
+	}, dkrRun("--rm", "-it", "--cidfile", cid, "--name", name, dkrImage, "sh")...)
+	if code != 7 {
+		t.Errorf("exit status %d, want 7", code)
+	}
+	if !strings.Contains(out, "is-a-tty") {
+		t.Errorf("stdin is not a terminal: %q", out)
+	}
+}
+
+// TestDockerDetached: `docker run -d`, `docker logs`, `docker exec` (with
+// stdin, with -it, a missing executable), `docker kill -s` with several
+// signals, `docker stop` (SIGTERM, then SIGKILL after -t), `docker restart`
+// of the stopped container, `docker rm -f` of a running one.
+func TestDockerDetached(t *testing.T) {
+	requireDocker(t)
+	name := dkrName("det")
+	cid := dkrContainer(t, name)
+	script := `trap "echo got-hup" HUP; trap "echo got-usr1" USR1; trap "echo got-term" TERM; echo ready; while true; do sleep 0.2; done`
+	if r := dkr(t, "", dkrRun("-d", "--cidfile", cid, "--name", name, dkrImage, "sh", "-c", script)...); r.code != 0 {
+		t.Fatalf("docker run -d: exit %d: %s", r.code, r.stderr)
+	}
+	dkrWaitLogs(t, name, "ready", 1)
+	if s := dkrInspect(t, name, "{{.State.Status}} {{.State.Pid}}"); !strings.HasPrefix(s, "running ") || strings.HasSuffix(s, " 0") {
+		t.Errorf("state %q, want running with the stand-in's pid", s)
+	}
+
+	// exec without a terminal: stdin, stdout, stderr, exit status.
+	r := dkr(t, "in\n", "exec", "-i", name, "sh", "-c", `read x; echo "exec got $x"; echo exec-err >&2; exit 7`)
+	if r.code != 7 || strings.TrimSpace(r.stdout) != "exec got in" || strings.TrimSpace(r.stderr) != "exec-err" {
+		t.Errorf("exec: exit %d stdout %q stderr %q; want 7, \"exec got in\", exec-err", r.code, r.stdout, r.stderr)
+	}
+	// exec -it: a terminal of the caller's size (docker sets it just after
+	// the start, hence the sleep; the same with runc).
+	out, code := dkrTTY(t, 30, 100, nil, "exec", "-it", name, "sh", "-c", `[ -t 0 ] && echo exec-tty; sleep 1; stty size; exit 9`)
+	if code != 9 || !strings.Contains(out, "exec-tty") || !strings.Contains(out, "30 100") {
+		t.Errorf("exec -it: exit %d, terminal %q; want 9, exec-tty, \"30 100\"", code, out)
+	}
+	// docker exec maps any failure to start the process to 126 and prints
+	// the error on stdout (runc too).
+	r = dkr(t, "", "exec", name, "nosuchcmd")
+	if r.code != 126 || !strings.Contains(r.stdout+r.stderr, `exec: "nosuchcmd": executable file not found in $PATH`) {
+		t.Errorf("exec of a missing executable: exit %d, output %q; want 126, executable file not found", r.code, r.stdout+r.stderr)
+	}
+
+	// Signals reach the init process, which traps them.
+	for _, s := range []struct{ sig, want string }{{"HUP", "got-hup"}, {"SIGUSR1", "got-usr1"}} {
+		if r := dkr(t, "", "kill", "-s", s.sig, name); r.code != 0 {
+			t.Fatalf("docker kill -s %s: exit %d: %s", s.sig, r.code, r.stderr)
+		}
+		dkrWaitLogs(t, name, s.want, 1)
+	}
+
+	// stop: SIGTERM (trapped, ignored), then SIGKILL after 2 s.
+	r = dkr(t, "", "stop", "-t", "2", name)
+	if r.code != 0 {
+		t.Fatalf("docker stop: exit %d: %s", r.code, r.stderr)
+	}
+	if r.took < 2*time.Second {
+		t.Errorf("docker stop took %s: SIGKILL came before the 2 s timeout", r.took)
+	}
+	dkrWaitLogs(t, name, "got-term", 1)
+	if s := dkrInspect(t, name, "{{.State.Status}} {{.State.ExitCode}}"); s != "exited 137" {
+		t.Errorf("after stop: %q, want \"exited 137\"", s)
+	}
+
+	// restart the stopped container: a new VM, the same logs.
+	if r := dkr(t, "", "restart", "-t", "1", name); r.code != 0 {
+		t.Fatalf("docker restart: exit %d: %s", r.code, r.stderr)
+	}
+	dkrWaitLogs(t, name, "ready", 2)
+	if s := dkrInspect(t, name, "{{.State.Status}}"); s != "running" {
+		t.Errorf("after restart: %q, want running", s)
+	}
+	if r := dkr(t, "", "exec", name, "echo", "alive"); r.code != 0 || strings.TrimSpace(r.stdout) != "alive" {
+		t.Errorf("exec after restart: exit %d, stdout %q", r.code, r.stdout)
+	}
+
+	if r := dkr(t, "", "rm", "-f", name); r.code != 0 {
+		t.Errorf("docker rm -f: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestDockerUserOptions: what users pass every day reaches the workload in
+// the guest: bind mounts (rw and :ro), --tmpfs, -e, -w, -u, --hostname,
+// --init, --memory and --cpus (as the container's cgroup in the guest).
+func TestDockerUserOptions(t *testing.T) {
+	requireDocker(t)
+	dir := t.TempDir()
+	rw, ro := filepath.Join(dir, "rw"), filepath.Join(dir, "ro")
+	for _, d := range []string{rw, ro} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(d, 0o777) // writable by uid 1000
+	}
+	if err := os.WriteFile(filepath.Join(ro, "f"), []byte("host-data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := dkrName("opts")
+	cid := dkrContainer(t, name)
+	script := `
+echo "pwd=$(pwd) id=$(id -u):$(id -g) foo=$FOO host=$(hostname)"
+echo guest-wrote >/rw/out && echo rw-ok
+echo "ro=$(cat /ro/f)"; (echo x >/ro/g) 2>/dev/null && echo ro-WRITABLE || echo ro-ok
+echo t >/x/t && echo tmpfs-ok; grep -q "^tmpfs /x tmpfs" /proc/mounts && echo tmpfs-mounted
+echo "init=$(cat /proc/1/comm)"
+cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
+echo "memory.max=$(cat $cg/memory.max) cpu.max=$(cat $cg/cpu.max)"
+`
+	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name,
+		"-v", rw+":/rw", "-v", ro+":/ro:ro", "--tmpfs", "/x", "-e", "FOO=bar", "-w", "/rw",
+		"-u", "1000:1000", "--hostname", "myhost", "--init", "--memory", "128m", "--cpus", "0.5",
+		dkrImage, "sh", "-c", script)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"pwd=/rw id=1000:1000 foo=bar host=myhost", "rw-ok", "ro=host-data", "ro-ok",
+		"tmpfs-ok", "tmpfs-mounted", "init=docker-init", "memory.max=134217728 cpu.max=50000 100000",
+	} {
+		if !strings.Contains(r.stdout, want+"\n") {
+			t.Errorf("the workload did not print %q", want)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(rw, "out"))
+	if err != nil || string(b) != "guest-wrote\n" {
+		t.Errorf("host side of the rw bind mount: %q, %v", b, err)
+	}
+	if ctrdExists(filepath.Join(ro, "g")) {
+		t.Errorf("the :ro bind mount was written through")
+	}
+}
+
+// TestDockerReadOnly: --read-only makes the rootfs read-only in the guest
+// while --tmpfs and bind mounts onto directories the image has still work.
+func TestDockerReadOnly(t *testing.T) {
+	requireDocker(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	name := dkrName("ro")
+	cid := dkrContainer(t, name)
+	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name, "--read-only",
+		"--tmpfs", "/tmp", "-v", dir+":/home/user", dkrImage, "sh", "-c",
+		`(touch /f) 2>/dev/null && echo root-WRITABLE || echo root-ro; echo t >/tmp/t && echo tmp-ok; echo h >/home/user/h && echo home-ok`)...)
+	if r.code != 0 || r.stdout != "root-ro\ntmp-ok\nhome-ok\n" {
+		t.Errorf("exit %d, stdout %q; want 0, root-ro, tmp-ok, home-ok", r.code, r.stdout)
+	}
+}
+
+// TestDockerReadOnlyNewMountpoint: with --read-only, runc creates a mount's
+// missing destination in the rootfs before it makes the rootfs read-only
+// (--init's /sbin/docker-init, -v or --tmpfs onto a new path). runvirt
+// shares a read-only rootfs read-only from the host, so the guest cannot:
+// a known gap, reported as a skip while the error is the known one.
+func TestDockerReadOnlyNewMountpoint(t *testing.T) {
+	requireDocker(t)
+	name := dkrName("romp")
+	cid := dkrContainer(t, name)
+	var leaked string
+	t.Cleanup(func() { // runs before dkrContainer's check
+		if leaked != "" {
+			dkrCtrDelete(t, leaked)
+		}
+	})
+	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name, "--read-only", "--init",
+		"--tmpfs", "/newdir", dkrImage, "sh", "-c", `echo t >/newdir/t && cat /newdir/t`)...)
+	if r.code == 125 && strings.Contains(r.stderr, "read-only file system") {
+		// The start failed in the guest. dockerd deletes such a container at
+		// once and, when the stand-in's exit has not reached the shim yet,
+		// fails ("task must be stopped before deletion: created") and
+		// forgets it, leaving the shim and the VM: see docs/docker.md.
+		b, _ := os.ReadFile(cid)
+		leaked = strings.TrimSpace(string(b))
+		t.Skipf("known gap: a read-only rootfs gets no new mountpoints: %s", strings.TrimSpace(r.stderr))
+	}
+	if r.code != 0 || r.stdout != "t\n" {
+		t.Errorf("exit %d, stdout %q; want 0 and \"t\"", r.code, r.stdout)
+	}
+}
+
+// dkrCtrDelete removes container id's task and container from dockerd's
+// containerd (namespace moby) directly: what dockerd fails to do after a
+// failed start (see TestDockerReadOnlyNewMountpoint).
+func dkrCtrDelete(t *testing.T, id string) {
+	sock := filepath.Join(dkrExecRoot(), "containerd", "containerd.sock")
+	ctrm := func(args ...string) *exec.Cmd {
+		return exec.Command("ctr", append([]string{"--address", sock, "--namespace", "moby"}, args...)...)
+	}
+	if ctrm("containers", "info", id).Run() != nil {
+		return
+	}
+	t.Logf("dockerd left container %s in its containerd: deleting it with ctr", id)
+	deadline := time.Now().Add(15 * time.Second)
+	for ctrm("task", "delete", id).Run() != nil && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond) // until the shim has seen the stand-in exit
+	}
+	ctrm("containers", "delete", id).Run()
+}
+
+var (
+	dkrSetup = &clientSetup{script: "setup-docker.sh"}
+	dkrSock  string
+)
