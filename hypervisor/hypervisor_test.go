@@ -129,6 +129,43 @@ func TestArgsMicrovm9pVsockKVM(t *testing.T) {
 	}
 }
 
+// Each NIC is a tap fd QEMU inherits after the agent's socket, and a
+// virtio-net device with the MAC of the interface it replaces.
+func TestArgsNets(t *testing.T) {
+	for _, machine := range []string{"q35", "microvm"} {
+		vm := baseVM(t)
+		vm.Machine = machine
+		vm.Nets = []NetIface{{Tap: os.Stdin, MAC: "02:42:ac:11:00:02"}, {Tap: os.Stdout, MAC: "ae:00:00:00:00:01"}}
+		args, files, err := vm.Args()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != 3 || files[0] != vm.AgentConn || files[1] != os.Stdin || files[2] != os.Stdout {
+			t.Fatalf("%s: want the agent socket then the taps inherited, got %v", machine, files)
+		}
+		dev := "virtio-net-pci"
+		if machine == "microvm" {
+			dev = "virtio-net-device"
+		}
+		if got, want := argValue(args, "-netdev"), []string{"tap,id=net0,fd=4", "tap,id=net1,fd=5"}; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: -netdev %v, want %v", machine, got, want)
+		}
+		for _, want := range []string{dev + ",netdev=net0,mac=02:42:ac:11:00:02", dev + ",netdev=net1,mac=ae:00:00:00:00:01"} {
+			if !hasArg(args, "-device", want) {
+				t.Errorf("%s: missing -device %s in %v", machine, want, args)
+			}
+		}
+	}
+	// No NIC, no network device: QEMU's -nodefaults adds none either.
+	args, _, err := baseVM(t).Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hasArg(args, "-netdev", "") || hasArg(args, "-device", "virtio-net") {
+		t.Errorf("a vm without nets has a nic: %v", args)
+	}
+}
+
 func TestArgsRejectsIncompleteVM(t *testing.T) {
 	for name, mut := range map[string]func(*VM){
 		"machine":      func(v *VM) { v.Machine = "pc" },
@@ -137,6 +174,9 @@ func TestArgsRejectsIncompleteVM(t *testing.T) {
 		"no agent":     func(v *VM) { v.AgentConn = nil },
 		"vsock no cid": func(v *VM) { v.Transport = "vsock" },
 		"transport":    func(v *VM) { v.Transport = "tcp" },
+		"nic no tap":   func(v *VM) { v.Nets = []NetIface{{MAC: "02:00:00:00:00:01"}} },
+		"nic bad mac":  func(v *VM) { v.Nets = []NetIface{{Tap: os.Stdin, MAC: "02:00:00:00:00:01,x=y"}} },
+		"nic long mac": func(v *VM) { v.Nets = []NetIface{{Tap: os.Stdin, MAC: "02:00:00:00:00:00:00:01"}} },
 	} {
 		vm := baseVM(t)
 		mut(vm)

@@ -2,12 +2,14 @@ package hypervisor
 
 import (
 	"fmt"
-	"github.com/runvirt/runvirt/agent"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/runvirt/runvirt/agent"
 )
 
 // VM describes one QEMU micro-VM. Paths are host paths.
@@ -35,6 +37,9 @@ type VM struct {
 	GuestCID  uint32
 	VsockPort uint32
 
+	// Nets are the guest's NICs, one virtio-net device each, in order.
+	Nets []NetIface
+
 	QMPSocket  string
 	ConsoleLog string
 
@@ -43,6 +48,15 @@ type VM struct {
 	// TSCkHz is the host's TSC frequency (0: unknown), which the guest
 	// kernel is given on microvm; see HostTSCkHz.
 	TSCkHz uint64
+}
+
+// NetIface is one guest NIC backed by a tap device QEMU inherits.
+type NetIface struct {
+	// Tap is an open /dev/net/tun attached to the tap (IFF_TAP|IFF_NO_PI,
+	// with IFF_VNET_HDR so QEMU can offer the guest checksum and
+	// segmentation offloads).
+	Tap *os.File
+	MAC string // the guest NIC's MAC: the host interface's it replaces
 }
 
 // HostTSCkHz returns the host's TSC frequency in kHz, or 0. Under TCG the
@@ -176,6 +190,12 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		a = append(a, "-device", fmt.Sprintf("%s,guest-cid=%d,vhostfd=%d",
 			vm.device("vhost-vsock"), vm.GuestCID, fds.add(vm.VhostFD)))
 	}
+	for i, n := range vm.Nets {
+		a = append(a,
+			"-netdev", fmt.Sprintf("tap,id=net%d,fd=%d", i, fds.add(n.Tap)),
+			"-device", fmt.Sprintf("%s,netdev=net%d,mac=%s", vm.device("virtio-net"), i, n.MAC),
+		)
+	}
 	a = append([]string{"-machine", machine}, a...)
 	return a, fds.files, nil
 }
@@ -198,6 +218,15 @@ func (vm *VM) check() error {
 		return fmt.Errorf("vsock transport needs a reserved cid and a port")
 	case vm.Transport != "serial" && vm.Transport != "vsock":
 		return fmt.Errorf("transport %q is not supported (serial, vsock)", vm.Transport)
+	}
+	for i, n := range vm.Nets {
+		if n.Tap == nil {
+			return fmt.Errorf("nic %d needs an open tap", i)
+		}
+		// The MAC goes into a QEMU option string: only a well-formed one.
+		if hw, err := net.ParseMAC(n.MAC); err != nil || len(hw) != 6 || hw.String() != strings.ToLower(n.MAC) {
+			return fmt.Errorf("nic %d: mac %q is not a 6-byte colon-separated mac", i, n.MAC)
+		}
 	}
 	return nil
 }

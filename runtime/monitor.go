@@ -85,7 +85,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	defer os.Remove(d.AgentSocket())
 	defer ln.Close()
 
-	h, hello, err := startVM(d, cfg, log)
+	h, hello, err := startVM(d, cfg, st.Network, log)
 	if err != nil {
 		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
@@ -190,7 +190,7 @@ func splice(c *net.UnixConn, st *yamux.Stream) {
 }
 
 // startVM starts virtiofsd and QEMU and waits for the agent's hello.
-func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
+func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
 	h = &vmHandles{qemuDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -247,6 +247,22 @@ func startVM(d Dir, cfg SandboxConfig, log *slog.Logger) (h *vmHandles, hello ag
 		vm.VhostFD, vm.GuestCID, vm.VsockPort = vhost, cid, port
 		accept = func(timeout time.Duration) (net.Conn, error) {
 			return acceptGuest(ln, cid, timeout)
+		}
+	}
+
+	if network != nil {
+		taps, err := network.openTaps()
+		if err != nil {
+			return h, hello, err
+		}
+		// QEMU holds its copies once started.
+		defer func() {
+			for _, f := range taps {
+				f.Close()
+			}
+		}()
+		for i, f := range taps {
+			vm.Nets = append(vm.Nets, hypervisor.NetIface{Tap: f, MAC: network.Interfaces[i].Guest.MAC})
 		}
 	}
 

@@ -43,6 +43,9 @@ type State struct {
 	StandIn ProcessRef `json:"stand_in"`
 	// Config is the VM configuration the sandbox was started with.
 	Config SandboxConfig `json:"config"`
+	// Network is the plumbing between the container's network namespace
+	// and the VM's NICs (nil: the VM has none).
+	Network *SandboxNetwork `json:"network,omitempty"`
 }
 
 // ProcessRef names a host process by pid and start time, so a recycled pid
