@@ -86,11 +86,31 @@ func networkNamespace(spec *specs.Spec) (string, bool) {
 // plumbNetwork plumbs the spec's network namespace when it is given by
 // path; otherwise there is nothing to plumb yet and it returns nil.
 func plumbNetwork(spec *specs.Spec, log *slog.Logger) (*SandboxNetwork, error) {
+	if !hasNetworkNamespace(spec) {
+		// The host's network namespace cannot be handed to a VM: the
+		// container gets a guest with loopback only (Kata refuses such a
+		// spec; runvirt runs it, isolated, and says so).
+		log.Warn("the spec shares the host's network namespace, which a VM cannot join: the container gets loopback only")
+	}
 	path, ok := networkNamespace(spec)
 	if !ok {
 		return nil, nil
 	}
 	return setupNetwork(path, log)
+}
+
+// hasNetworkNamespace says whether the spec asks for a network namespace
+// (new or by path) rather than the host's.
+func hasNetworkNamespace(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return true
+		}
+	}
+	return false
 }
 
 // errNoNetNS: the path names no network namespace (any more).
