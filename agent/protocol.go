@@ -35,7 +35,7 @@ const MaxFrameSize = 1 << 20
 
 // Request operations.
 const (
-	OpCreate   = "create"   // prepare a container: Container, Spec, Rootfs
+	OpCreate   = "create"   // set up a container, its init waiting before execve: Container, Spec, Rootfs
 	OpStart    = "start"    // start a process created before: Container, Exec
 	OpExec     = "exec"     // prepare an extra process: Container, Exec, Process
 	OpStdio    = "stdio"    // attach a stdio stream: Container, Exec, Stream

@@ -218,8 +218,10 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 			return nil, nil, fmt.Errorf("configure network in vm: %w", err)
 		}
 	}
+	// The guest sets the whole container up here, as runc's init does at
+	// create, so a bad mount or a missing executable fails create.
 	if err := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID)); err != nil {
-		return nil, nil, fmt.Errorf("create container in vm: %w", err)
+		return nil, nil, createError(err)
 	}
 	cl.Release()
 	return &created{Container: c, spec: b.Spec}, lock, nil

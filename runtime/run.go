@@ -95,12 +95,17 @@ func waitStandIn(pid int, sigs <-chan os.Signal) int {
 	}
 }
 
-// startError words a failure to start the workload as runc does, so
-// clients (docker maps "executable file not found" to 127) behave the same.
-func startError(err error) error {
+// startError and createError word a failure of the workload as runc does,
+// so clients (docker maps "executable file not found" to 127) behave the
+// same.
+func startError(err error) error { return workloadError("start container", err) }
+
+func createError(err error) error { return workloadError("create container in vm", err) }
+
+func workloadError(what string, err error) error {
 	var re *agent.RemoteError
 	if errors.As(err, &re) && re.Kind == agent.ErrKindExecutable {
 		return fmt.Errorf("unable to start container process: %w", err)
 	}
-	return fmt.Errorf("start container: %w", err)
+	return fmt.Errorf("%s: %w", what, err)
 }

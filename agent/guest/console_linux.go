@@ -20,7 +20,7 @@ import (
 
 // setupConsole runs in the child. It opens a pty in the container's devpts,
 // applies size, makes the slave the controlling terminal (the child is a
-// session leader: see spawnChild) and fds 0-2, binds it to /dev/console when
+// session leader: see startChild) and fds 0-2, binds it to /dev/console when
 // bind is set (the init), and sends the master to the parent on sock.
 func setupConsole(sock int, size *specs.Box, bind bool) error {
 	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)

@@ -59,7 +59,7 @@ func TestSpawnInitTerminal(t *testing.T) {
 		`test "$(stat -c %t:%T /dev/console)" = "$(stat -c %t:%T /dev/pts/0)" && echo console-is-pts0`)
 	spec.Process.Terminal = true
 	spec.Process.ConsoleSize = &specs.Box{Height: 37, Width: 101}
-	p, console, err := SpawnInit("tty", spec, root, Stdio{})
+	p, console, err := spawnAndStart("tty", spec, root, Stdio{})
 	if err != nil {
 		reapAny(t)
 		t.Fatalf("SpawnInit: %v", err)
@@ -87,7 +87,7 @@ func TestSpawnExecTerminal(t *testing.T) {
 	root := busyboxRootfs(t)
 	init := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "echo ready; exec sleep 1000")
-	ip, _, err := SpawnInit("exec-tty", spec, root, init.child)
+	ip, _, err := spawnAndStart("exec-tty", spec, root, init.child)
 	init.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -179,15 +179,21 @@ func TestServerTerminalStream(t *testing.T) {
 	}
 }
 
-// TestServerTerminalStreamNeverStarted checks that a pty stream waiting for
-// a process that is deleted unstarted ends.
+// TestServerTerminalStreamNeverStarted checks that the pty stream of a
+// container deleted before start ends.
 func TestServerTerminalStreamNeverStarted(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
 	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
 	spec := testSpec("true")
 	spec.Process.Terminal = true
-	if err := s.create(&agent.Request{Container: "c", Spec: spec, Rootfs: "/nonexistent"}); err != nil {
+	t.Cleanup(func() { RemoveCgroup("c") })
+	if err := s.create(&agent.Request{Container: "c", Spec: spec, Rootfs: root}); err != nil {
+		reapAny(t)
 		t.Fatal(err)
 	}
+	p, _ := s.lookup("c", "")
+	reaped := reapInto(s, p.pid)
 	_, attach := s.stdio(&agent.Request{Container: "c", Stream: agent.StreamPTY})
 	agentEnd, hostEnd := net.Pipe()
 	done := make(chan struct{})
@@ -203,6 +209,11 @@ func TestServerTerminalStreamNeverStarted(t *testing.T) {
 	if _, err := hostEnd.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("host end read = %v, want EOF", err)
 	}
+	<-reaped
+	<-p.exited
+	if p.status != 137 {
+		t.Errorf("deleted created init ended with %d, want 137", p.status)
+	}
 }
 
 // TestSpawnInitTerminalUserNamespace: the root of a user namespace makes its
@@ -213,7 +224,7 @@ func TestSpawnInitTerminalUserNamespace(t *testing.T) {
 	openForUserNS(t, root)
 	spec := userNSSpec("sh", "-c", `tty; test -c /dev/console && echo console`)
 	spec.Process.Terminal = true
-	p, console, err := SpawnInit("userns-tty", spec, root, Stdio{})
+	p, console, err := spawnAndStart("userns-tty", spec, root, Stdio{})
 	if err != nil {
 		reapAny(t)
 		t.Fatalf("SpawnInit: %v", err)
@@ -234,9 +245,9 @@ func TestSpawnInitTerminalWithoutDevpts(t *testing.T) {
 	spec := testSpec("true")
 	spec.Process.Terminal = true
 	spec.Mounts = slices.DeleteFunc(spec.Mounts, func(m specs.Mount) bool { return m.Type == "devpts" })
-	_, console, err := SpawnInit("no-devpts", spec, root, Stdio{})
+	init, err := SpawnInit("no-devpts", spec, root, Stdio{})
 	reapAny(t)
-	if err == nil || console != nil || !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "open container /dev/ptmx") {
-		t.Errorf("SpawnInit of a terminal without devpts = %v, %v; want an ENOENT error opening /dev/ptmx", console, err)
+	if err == nil || init != nil || !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "open container /dev/ptmx") {
+		t.Errorf("SpawnInit of a terminal without devpts = %v, %v; want an ENOENT error opening /dev/ptmx", init, err)
 	}
 }

@@ -118,8 +118,8 @@ func (s *Server) paused(cid string) bool {
 	return err == nil && frozen
 }
 
-// stats reads the container's resource usage. A created container has no
-// cgroup yet and reports zeros.
+// stats reads the container's resource usage. A created container reports
+// zeros: its workload has not run yet.
 func (s *Server) stats(cid string) (*agent.Stats, error) {
 	p, err := s.lookup(cid, "")
 	if err != nil {
@@ -146,31 +146,19 @@ func (s *Server) stats(cid string) (*agent.Stats, error) {
 }
 
 // update changes the container's resource limits. Fields left nil in r keep
-// their value. Before start the limits are merged into the spec the cgroup
-// will be made from; after it they are written to the cgroup.
+// their value. The cgroup exists from create on (the init is set up there),
+// so the limits of a created container are written to it too, as runc does.
 func (s *Server) update(cid string, r *specs.LinuxResources) error {
 	if r == nil {
 		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "update: resources are required"}
 	}
-	s.mu.Lock()
-	c, ok := s.containers[cid]
-	if !ok {
-		s.mu.Unlock()
-		return notFound("container %s does not exist", cid)
+	p, err := s.lookup(cid, "")
+	if err != nil {
+		return err
 	}
-	init := c.procs[""]
-	switch {
-	case isClosed(init.exited):
-		s.mu.Unlock()
+	if isClosed(p.exited) {
 		return errNotRunning()
-	case !init.started:
-		// start reads c.spec only after it has marked the process started
-		// under s.mu, so swapping in a new spec here cannot race with it.
-		c.spec = withResources(c.spec, r)
-		s.mu.Unlock()
-		return nil
 	}
-	s.mu.Unlock()
 	dir, err := containerCgroup(cid)
 	if err != nil {
 		return err
@@ -179,66 +167,6 @@ func (s *Server) update(cid string, r *specs.LinuxResources) error {
 		return fmt.Errorf("update %s: %w", cid, err)
 	}
 	return nil
-}
-
-// withResources returns a copy of spec whose resources are the old ones
-// with every field that r sets replaced.
-func withResources(spec *specs.Spec, r *specs.LinuxResources) *specs.Spec {
-	ns := *spec
-	var l specs.Linux
-	if spec.Linux != nil {
-		l = *spec.Linux
-	}
-	var res specs.LinuxResources
-	if l.Resources != nil {
-		res = *l.Resources
-	}
-	if r.Memory != nil {
-		m := specs.LinuxMemory{}
-		if res.Memory != nil {
-			m = *res.Memory
-		}
-		mergePtr(&m.Limit, r.Memory.Limit)
-		mergePtr(&m.Reservation, r.Memory.Reservation)
-		mergePtr(&m.Swap, r.Memory.Swap)
-		res.Memory = &m
-	}
-	if r.CPU != nil {
-		c := specs.LinuxCPU{}
-		if res.CPU != nil {
-			c = *res.CPU
-		}
-		mergePtr(&c.Shares, r.CPU.Shares)
-		mergePtr(&c.Quota, r.CPU.Quota)
-		mergePtr(&c.Period, r.CPU.Period)
-		mergePtr(&c.RealtimeRuntime, r.CPU.RealtimeRuntime)
-		mergePtr(&c.RealtimePeriod, r.CPU.RealtimePeriod)
-		if r.CPU.Cpus != "" {
-			c.Cpus = r.CPU.Cpus
-		}
-		if r.CPU.Mems != "" {
-			c.Mems = r.CPU.Mems
-		}
-		res.CPU = &c
-	}
-	if r.Pids != nil {
-		p := specs.LinuxPids{}
-		if res.Pids != nil {
-			p = *res.Pids
-		}
-		mergePtr(&p.Limit, r.Pids.Limit)
-		res.Pids = &p
-	}
-	l.Resources = &res
-	ns.Linux = &l
-	return &ns
-}
-
-func mergePtr[T any](dst **T, src *T) {
-	if src != nil {
-		v := *src
-		*dst = &v
-	}
 }
 
 // updateCgroup writes r to a live cgroup. cpu.max holds quota and period in

@@ -180,32 +180,6 @@ func TestUpdateCgroupCompletesHalves(t *testing.T) {
 	}
 }
 
-func TestWithResources(t *testing.T) {
-	i64 := func(v int64) *int64 { return &v }
-	u64 := func(v uint64) *uint64 { return &v }
-	old := &specs.Spec{Linux: &specs.Linux{Resources: &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: i64(100), Swap: i64(200)},
-		CPU:    &specs.LinuxCPU{Quota: i64(1000), Period: u64(10000)},
-	}}}
-	ns := withResources(old, &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: i64(150)},
-		CPU:    &specs.LinuxCPU{Period: u64(20000)},
-		Pids:   &specs.LinuxPids{Limit: i64(5)},
-	})
-	r := ns.Linux.Resources
-	if *r.Memory.Limit != 150 || *r.Memory.Swap != 200 || *r.CPU.Quota != 1000 || *r.CPU.Period != 20000 || *r.Pids.Limit != 5 {
-		t.Errorf("merged = %+v %+v %+v", *r.Memory, *r.CPU, *r.Pids)
-	}
-	// The old spec is left alone: start may already hold it.
-	if *old.Linux.Resources.Memory.Limit != 100 || old.Linux.Resources.Pids != nil {
-		t.Error("withResources changed the old spec")
-	}
-	// A spec without resources gets them.
-	if ns := withResources(&specs.Spec{}, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: i64(1)}}); *ns.Linux.Resources.Pids.Limit != 1 {
-		t.Error("no resources before: not set")
-	}
-}
-
 // A freeze the kernel never confirms ends after the timeout and is undone.
 func TestFreezeTimesOut(t *testing.T) {
 	dir := fakeCgroup(t, map[string]string{
@@ -360,16 +334,13 @@ func TestOpsStateErrors(t *testing.T) {
 	if st, err := s.stats("c"); err != nil || st.Pids.Current != 0 {
 		t.Errorf("stats of a created container = %+v, %v; want zeros", st, err)
 	}
-	// Before start, an update changes the spec the cgroup will be made from.
-	limit := int64(7)
-	if err := s.update("c", &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}); err != nil {
-		t.Fatal(err)
-	}
-	if r := s.containers["c"].spec.Linux.Resources; r == nil || *r.Pids.Limit != 7 {
-		t.Errorf("spec resources after update = %+v", r)
-	}
 	if err := s.update("c", nil); !errors.As(err, &re) || re.Kind != agent.ErrKindInvalid {
 		t.Errorf("update without resources = %v", err)
+	}
+	close(p.exited)
+	limit := int64(7)
+	if err := s.update("c", &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}); !isStateErr(err, "container not running") {
+		t.Errorf("update of a stopped container = %v", err)
 	}
 }
 

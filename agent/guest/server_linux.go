@@ -27,6 +27,7 @@ type Server struct {
 
 	mu         sync.Mutex
 	containers map[string]*container // guarded by mu
+	creating   map[string]bool       // guarded by mu: ids whose init is being set up
 
 	// netMu serializes network requests: two scans never interleave.
 	netMu sync.Mutex
@@ -40,6 +41,11 @@ type container struct {
 }
 
 // process is one guest process and the agent's ends of its stdio.
+//
+// Its life, as runc's: an init is spawned at create and waits, set up, just
+// before execve (created: init set, execed false); start releases it
+// (running: execed); it exits (stopped: exited closed). An exec process
+// exists only as pipes until start spawns it.
 type process struct {
 	id   string
 	spec *specs.Process
@@ -50,18 +56,24 @@ type process struct {
 	child    Stdio // the child's ends, closed after spawn
 	attached map[string]bool
 
-	// A terminal's pty is made by the container child at start (in the
-	// container's devpts), so ptmx is nil until spawned is closed; a pty
-	// stream attached before waits for it. A resize that comes first is
-	// kept in winsize and applied then.
+	// A terminal's pty is made by the container child (in the container's
+	// devpts): an init's at create, an exec's at start. So ptmx is nil
+	// until spawned is closed; a pty stream attached before waits for it.
+	// A resize that comes first is kept in winsize and applied then.
 	ptmx    *os.File      // guarded by Server.mu
 	winsize *unix.Winsize // guarded by Server.mu
 
+	// init is the container's init as create left it; nil for an exec.
+	init    *Init
 	pid     int
-	started bool
-	spawned chan struct{} // closed once pid is set (or the spawn failed)
-	exited  chan struct{} // closed once status is set
-	status  int
+	started bool // guarded by Server.mu: start was asked for
+	execed  bool // guarded by Server.mu: the workload has been execve'd
+	// override, when not 0, is the status waiters see instead of the real
+	// one: that of an init killed or failed before its workload ran.
+	override int           // guarded by Server.mu
+	spawned  chan struct{} // closed once pid is set (or the spawn failed)
+	exited   chan struct{} // closed once status is set
+	status   int
 }
 
 // NewServer returns a server; powerOff is called after a shutdown request
@@ -72,6 +84,7 @@ func NewServer(log *slog.Logger, powerOff func()) *Server {
 		reaper:     newReaper(),
 		powerOff:   powerOff,
 		containers: map[string]*container{},
+		creating:   map[string]bool{},
 	}
 }
 
@@ -211,23 +224,55 @@ func badState(format string, a ...any) error {
 	return &agent.RemoteError{Kind: agent.ErrKindState, Msg: fmt.Sprintf(format, a...)}
 }
 
+// create sets up the container's init up to its execve, as runc's create
+// does, so that a mount that cannot be made or a missing executable fails
+// here and leaves no container behind.
 func (s *Server) create(req *agent.Request) error {
 	if req.Container == "" || req.Spec == nil || req.Spec.Process == nil || req.Rootfs == "" {
 		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "create: container, spec with process and rootfs are required"}
 	}
+	id := req.Container
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.containers[req.Container]; ok {
-		return badState("container %s already exists", req.Container)
+	if _, ok := s.containers[id]; ok || s.creating[id] {
+		s.mu.Unlock()
+		return badState("container %s already exists", id)
 	}
 	p, err := newProcess("", req.Spec.Process)
 	if err != nil {
+		s.mu.Unlock()
 		return err
 	}
-	s.containers[req.Container] = &container{
-		id: req.Container, spec: req.Spec, rootfs: req.Rootfs,
+	// The setup takes a while (a mount can hang): other requests go on
+	// meanwhile.
+	s.creating[id] = true
+	s.mu.Unlock()
+
+	s.reaper.Lock()
+	init, err := SpawnInit(id, req.Spec, req.Rootfs, p.child)
+	var exitCh <-chan int
+	if err == nil {
+		exitCh = s.reaper.registerLocked(init.Process.Pid)
+	}
+	s.reaper.Unlock()
+	closeStdio(p.child)
+	if err != nil {
+		p.closeAgentEnds()
+		s.mu.Lock()
+		delete(s.creating, id)
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	p.init, p.pid, p.ptmx = init, init.Process.Pid, init.Console
+	close(p.spawned)
+	delete(s.creating, id)
+	s.containers[id] = &container{
+		id: id, spec: req.Spec, rootfs: req.Rootfs,
 		procs: map[string]*process{"": p},
 	}
+	s.mu.Unlock()
+	go s.waitExit(id, p, exitCh)
+	s.log.Info("container created", "container", id, "pid", p.pid)
 	return nil
 }
 
@@ -319,19 +364,19 @@ func (s *Server) start(req *agent.Request) (int, error) {
 		s.mu.Unlock()
 		return 0, badState("process %q of container %s was already started", req.Exec, req.Container)
 	}
+	if isClosed(p.exited) {
+		s.mu.Unlock()
+		return 0, badState("cannot start a container that has stopped")
+	}
 	p.started = true
 	initPid := c.procs[""].pid
 	s.mu.Unlock()
+	if p.init != nil {
+		return s.startInit(c.id, p)
+	}
 
 	s.reaper.Lock()
-	var proc *os.Process
-	var console *os.File
-	var err error
-	if req.Exec == "" {
-		proc, console, err = SpawnInit(c.id, c.spec, c.rootfs, p.child)
-	} else {
-		proc, console, err = SpawnExec(c.id, initPid, c.spec, p.spec, p.child)
-	}
+	proc, console, err := SpawnExec(c.id, initPid, c.spec, p.spec, p.child)
 	var exitCh <-chan int
 	if err == nil {
 		exitCh = s.reaper.registerLocked(proc.Pid)
@@ -351,6 +396,7 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	}
 	s.mu.Lock()
 	p.pid = proc.Pid
+	p.execed = true
 	if console != nil {
 		if p.winsize != nil {
 			if err := setWinsize(console, p.winsize); err != nil {
@@ -366,6 +412,36 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	return proc.Pid, nil
 }
 
+// exitWait bounds how long an operation waits for a process it killed to
+// be reaped, so that it can report the process stopped.
+const exitWait = 10 * time.Second
+
+// startInit releases the created init to exec its workload. If execve
+// fails, the init exits with status 127, as a process that never ran.
+func (s *Server) startInit(cid string, p *process) (int, error) {
+	if err := p.init.Start(); err != nil {
+		s.mu.Lock()
+		if p.override == 0 {
+			p.override = 127
+		}
+		s.mu.Unlock()
+		// It exits by itself after reporting; this covers one that did not.
+		if !isClosed(p.exited) {
+			unix.Kill(p.pid, unix.SIGKILL)
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(exitWait):
+		}
+		return 0, err
+	}
+	s.mu.Lock()
+	p.execed = true
+	s.mu.Unlock()
+	s.log.Info("process started", "container", cid, "exec", p.id, "pid", p.pid)
+	return p.pid, nil
+}
+
 // drainGrace is how long output pipes may stay open after their process
 // exited (a background child can hold them); then they are closed.
 const drainGrace = 500 * time.Millisecond
@@ -378,6 +454,9 @@ var execRetention = time.Minute
 func (s *Server) waitExit(cid string, p *process, exitCh <-chan int) {
 	status := <-exitCh
 	s.mu.Lock()
+	if p.override != 0 {
+		status = p.override
+	}
 	p.status = status
 	s.mu.Unlock()
 	for _, f := range []*os.File{p.stdoutR, p.stderrR, p.ptmx} {
@@ -475,20 +554,28 @@ func (s *Server) watchLifeline(st net.Conn, cid string, p *process) {
 	s.kill(p, unix.SIGKILL, p.id == "")
 }
 
-// kill signals a process; a process not yet started is discarded as if
-// the signal had killed it, as runc's kill of a created container does.
+// kill signals a process. A process that has not run its workload ends as
+// if the signal had killed it, as runc's kill of a created container does:
+// an exec not yet started is discarded, a created init is killed.
 func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
 	s.mu.Lock()
-	pid, started := p.pid, p.started
-	if !started && !isClosed(p.exited) {
+	if !p.execed && !isClosed(p.exited) && (p.init != nil || !p.started) {
 		if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGWINCH || sig == unix.SIGCONT {
 			s.mu.Unlock()
 			return nil // ignored by default: nothing happens
 		}
-		p.discardLocked(128 + int(sig))
+		if p.init == nil {
+			p.discardLocked(128 + int(sig))
+			s.mu.Unlock()
+			return nil
+		}
+		if p.override == 0 {
+			p.override = 128 + int(sig)
+		}
 		s.mu.Unlock()
-		return nil
+		return s.killCreated(p)
 	}
+	pid, started := p.pid, p.started
 	s.mu.Unlock()
 	if started {
 		// A start in progress: signal the process once it exists.
@@ -513,6 +600,23 @@ func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
 		return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
 	}
 	return nil
+}
+
+// killCreated kills an init waiting for its start and waits until it has
+// been reaped, so that the container is stopped when kill returns. Only
+// SIGKILL is certain to end it: it is pid 1 of its pid namespace, which
+// ignores signals it has no handler for, and the Go runtime's handlers do
+// what they like with the others; p.override carries the signal asked for.
+func (s *Server) killCreated(p *process) error {
+	if err := unix.Kill(p.pid, unix.SIGKILL); err != nil && !isClosed(p.exited) {
+		return fmt.Errorf("kill created init %d: %w", p.pid, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(exitWait):
+		return fmt.Errorf("created init %d did not exit after SIGKILL", p.pid)
+	}
 }
 
 // discardLocked ends a process that was never started as if it had exited
@@ -561,10 +665,11 @@ func (s *Server) state(req *agent.Request) *agent.Response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case !p.started || (p.pid == 0 && !isClosed(p.exited)):
-		return &agent.Response{Status: "created"}
 	case isClosed(p.exited):
 		return &agent.Response{Status: "stopped", Pid: p.pid, ExitStatus: p.status}
+	case !p.execed:
+		// Set up and waiting for start (or being started).
+		return &agent.Response{Status: "created", Pid: p.pid}
 	}
 	pid := p.pid
 	s.mu.Unlock()
@@ -599,7 +704,18 @@ func (s *Server) delete(cid string) error {
 		return badState("container %s is still running", cid)
 	}
 	for _, p := range c.procs {
-		if !p.started {
+		switch {
+		case p.init != nil && !p.started:
+			// Created, or stopped while created: Start never closed its
+			// pipes. Its waitExit ends its streams and waiters.
+			p.init.Close()
+			if !isClosed(p.exited) {
+				if p.override == 0 {
+					p.override = 128 + int(unix.SIGKILL)
+				}
+				unix.Kill(p.pid, unix.SIGKILL)
+			}
+		case !p.started:
 			p.discardLocked(128 + int(unix.SIGKILL))
 		}
 	}

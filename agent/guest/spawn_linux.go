@@ -12,13 +12,13 @@ package guest
 // execve, so "stage seen, then EOF" means the workload is running, an error
 // report means setup failed, and EOF alone means the child died before it could
 // say why. A process with a terminal makes its pty itself and sends the
-// master back on a socket (fd 6): see console_linux.go.
+// master back on a socket (fd 6): see console_linux.go. An init stops short
+// of execve until it is started: see init_linux.go.
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -41,6 +41,13 @@ const (
 	childReportFd = 4 // write end of the report pipe
 	childMntNSFd  = 5 // exec only: the container's mount namespace
 	childConsFd   = 6 // terminal only: where the pty master is sent
+	childStartFd  = 7 // init only: read end of the start pipe
+)
+
+// Stages a child reports.
+const (
+	stageReady = "ready" // init: set up, waiting for the start byte
+	stageExec  = "exec"  // execve is next
 )
 
 // maxReportSize bounds what the parent reads from a child; a report is one
@@ -103,27 +110,29 @@ type childConfig struct {
 
 // childReport is one message from the child on fd 4.
 type childReport struct {
-	Stage    string `json:"stage,omitempty"` // "exec": execve is next
+	Stage    string `json:"stage,omitempty"` // stageReady or stageExec
 	Error    string `json:"error,omitempty"`
 	Errno    int    `json:"errno,omitempty"`
 	ExecName string `json:"exec_name,omitempty"` // set when Error is an ExecError
 }
 
-// SpawnInit starts the init process of a container whose root filesystem is at rootfs
-// (a guest path, already mounted, writable by the agent). It returns once the workload
-// has been execve'd or failed to. The caller reaps the process (a PID-1 reaper loop uses
-// wait4(-1)); SpawnInit never waits for it. When spec.Process.Terminal is set, console
-// is the master of the process's pty (made in the container's devpts, sized to
-// ConsoleSize) and the caller owns it; otherwise it is nil.
-func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (p *os.Process, console *os.File, err error) {
+// SpawnInit sets up the init process of a container whose root filesystem is at rootfs
+// (a guest path, already mounted, writable by the agent) and returns it waiting for
+// Init.Start; an error means the setup or the executable lookup failed and no process
+// is left waiting. The child gets stdio now, so output is never lost; the caller may
+// close its copies of those files on return. The caller reaps the process (a PID-1
+// reaper loop uses wait4(-1)); SpawnInit never waits for it. When spec.Process.Terminal
+// is set, Init.Console is the master of the process's pty (made in the container's
+// devpts, sized to ConsoleSize).
+func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, error) {
 	if err := validateID(id); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if spec == nil || spec.Process == nil || len(spec.Process.Args) == 0 {
-		return nil, nil, fmt.Errorf("spawn init %s: spec has no process args", id)
+		return nil, fmt.Errorf("spawn init %s: spec has no process args", id)
 	}
 	if err := validateUserNS(spec.Linux); err != nil {
-		return nil, nil, fmt.Errorf("spawn init %s: %w", id, err)
+		return nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
 	flags, newCgroupNS := initCloneFlags(spec)
 	cfg := &childConfig{
@@ -136,21 +145,21 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (p *os.P
 	}
 	cg, err := setupCgroup(id, spec.Linux)
 	if err != nil {
-		return nil, nil, fmt.Errorf("spawn init %s: %w", id, err)
+		return nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
 	if cg != nil {
 		defer cg.Close()
 	}
-	p, console, err = spawnChild(childInitArg, cfg, stdio, sys, cg, nil)
+	init, err := spawnInitChild(cfg, stdio, sys, cg)
 	if err != nil {
 		if cg != nil {
 			// Best effort: the child may still be exiting (EBUSY), and an
 			// empty cgroup left behind only leaks a directory.
 			_ = RemoveCgroup(id)
 		}
-		return nil, nil, wrapSpawnError("spawn init "+id, err)
+		return nil, wrapSpawnError("spawn init "+id, err)
 	}
-	return p, console, nil
+	return init, nil
 }
 
 // wrapSpawnError adds context to a setup error but returns an ExecError as it
@@ -254,7 +263,7 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 			done <- result{nil, nil, err}
 			return
 		}
-		proc, console, err := spawnChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mnt)
+		proc, console, err := spawnExecChild(cfg, stdio, cg, mnt)
 		done <- result{proc, console, err}
 	}()
 	r := <-done
@@ -262,6 +271,30 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 		return nil, nil, wrapSpawnError("spawn exec in "+id, r.err)
 	}
 	return r.p, r.console, nil
+}
+
+// spawnExecChild starts an exec child and waits for its verdict; for a
+// terminal it also returns the pty master the child sent.
+func spawnExecChild(cfg *childConfig, stdio Stdio, cg, mntNS *os.File) (*os.Process, *os.File, error) {
+	ch, err := startChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mntNS, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ch.repR.Close()
+	defer ch.closeConsoleSock()
+	if err := ch.reports.untilExec(); err != nil {
+		// The child exits by itself after reporting; kill covers a child
+		// that got stuck.
+		_ = ch.proc.Kill()
+		return nil, nil, err
+	}
+	// The child sent the master before its exec report.
+	console, err := ch.console()
+	if err != nil {
+		_ = ch.proc.Kill()
+		return nil, nil, err
+	}
+	return ch.proc, console, nil
 }
 
 // joinNamespaces moves the calling (locked) thread into initPid's namespaces.
@@ -296,17 +329,25 @@ func joinNamespaces(initPid int) error {
 	return nil
 }
 
-// spawnChild starts the agent binary as a container child and waits for its
-// verdict. mntNS, when not nil, becomes the child's fd 5. For a terminal it
-// also returns the pty master the child sent.
-func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS *os.File) (*os.Process, *os.File, error) {
+// child is a container child that has been started and sent its config.
+type child struct {
+	proc     *os.Process
+	repR     *os.File // the parent's end of the report pipe
+	reports  *reportReader
+	consSock int // the parent's end of the console socket; -1 without a terminal
+}
+
+// startChild starts the agent binary as a container child and sends it its
+// config. mntNS, when not nil, becomes the child's fd 5, and start fd 7. The
+// caller reads the child's reports and closes repR and the console socket.
+func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, start *os.File) (*child, error) {
 	if cfg.Terminal {
 		// The child makes the pty its own stdio.
 		stdio = Stdio{}
 	}
 	files, closeStdio, err := stdioFiles(stdio)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer closeStdio()
 	if cg != nil {
@@ -314,28 +355,35 @@ func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, fmt.Errorf("config pipe: %w", err)
+		return nil, fmt.Errorf("config pipe: %w", err)
 	}
 	defer cfgW.Close()
 	repR, repW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
-		return nil, nil, fmt.Errorf("report pipe: %w", err)
+		return nil, fmt.Errorf("report pipe: %w", err)
 	}
-	defer repR.Close()
+	ch := &child{repR: repR, reports: newReportReader(repR), consSock: -1}
+	fail := func(err error) (*child, error) {
+		ch.closeConsoleSock()
+		repR.Close()
+		return nil, err
+	}
 	files = append(files, cfgR, repW, mntNS) // a nil mntNS leaves fd 5 closed
-	consSock, consChild := -1, (*os.File)(nil)
+	var consChild *os.File
 	if cfg.Terminal {
 		// A session leader without a terminal: the child makes the pty its
 		// controlling terminal.
 		sys.Setsid = true
-		if consSock, consChild, err = consoleSocket(); err != nil {
+		if ch.consSock, consChild, err = consoleSocket(); err != nil {
 			cfgR.Close()
 			repW.Close()
-			return nil, nil, err
+			return fail(err)
 		}
-		defer unix.Close(consSock)
-		files = append(files, consChild)
+	}
+	files = append(files, consChild) // nil: fd 6 closed
+	if start != nil {
+		files = append(files, start)
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
 		Files: files,
@@ -349,33 +397,36 @@ func spawnChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 		consChild.Close()
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("start child: %w", err)
+		return fail(fmt.Errorf("start child: %w", err))
 	}
+	ch.proc = p
 	// The child waits for its config, so these apply before it runs.
 	if err := applyFromParent(p.Pid, cfg.Process); err != nil {
 		_ = p.Kill()
-		return nil, nil, err
+		return fail(err)
 	}
 	if err := sendConfig(cfgW, cfg); err != nil {
 		_ = p.Kill()
-		return nil, nil, err
+		return fail(err)
 	}
-	if err := readReports(repR); err != nil {
-		// The child exits by itself after reporting; kill covers a child
-		// that got stuck.
-		_ = p.Kill()
-		return nil, nil, err
+	return ch, nil
+}
+
+// console takes the pty master the child sent: nil without a terminal. It
+// is called once the child has reported (or died), after it sent the master
+// if it ever will.
+func (c *child) console() (*os.File, error) {
+	if c.consSock < 0 {
+		return nil, nil
 	}
-	if !cfg.Terminal {
-		return p, nil, nil
+	return recvConsole(c.consSock)
+}
+
+func (c *child) closeConsoleSock() {
+	if c.consSock >= 0 {
+		unix.Close(c.consSock)
+		c.consSock = -1
 	}
-	// The child sent the master before its exec report.
-	console, err := recvConsole(consSock)
-	if err != nil {
-		_ = p.Kill()
-		return nil, nil, err
-	}
-	return p, console, nil
 }
 
 // stdioFiles returns fds 0-2 for the child, opening /dev/null for missing ones.
@@ -406,33 +457,6 @@ func sendConfig(w *os.File, cfg *childConfig) error {
 	defer w.Close()
 	if err := json.NewEncoder(w).Encode(cfg); err != nil {
 		return fmt.Errorf("send config to child: %w", err)
-	}
-	return nil
-}
-
-// readReports reads the child's reports until EOF and turns them into the
-// child's verdict: nil once the child reached execve and the pipe closed.
-func readReports(r io.Reader) error {
-	dec := json.NewDecoder(io.LimitReader(r, maxReportSize))
-	execing := false
-	for {
-		var rep childReport
-		err := dec.Decode(&rep)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read child report: %w", err)
-		}
-		if rep.Error != "" {
-			return reportError(rep)
-		}
-		if rep.Stage == "exec" {
-			execing = true
-		}
-	}
-	if !execing {
-		return errors.New("container process exited before exec")
 	}
 	return nil
 }
@@ -561,7 +585,7 @@ func runInitChild(cfg *childConfig) error {
 	if err := readonlyRoot(spec); err != nil {
 		return err
 	}
-	return finishProcess(cfg.Process, lastCap)
+	return finishProcess(cfg.Process, lastCap, true)
 }
 
 // runExecChild joins the container's mount namespace (the others were
@@ -586,12 +610,13 @@ func runExecChild(cfg *childConfig) error {
 			return err
 		}
 	}
-	return finishProcess(cfg.Process, lastCap)
+	return finishProcess(cfg.Process, lastCap, false)
 }
 
 // finishProcess applies the process-level settings, common to init and exec,
-// in runc's order, and execs the workload.
-func finishProcess(p *specs.Process, lastCap int) error {
+// in runc's order, and execs the workload. An init (await) first waits for
+// its start byte, after everything that can fail but execve itself.
+func finishProcess(p *specs.Process, lastCap int, await bool) error {
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -629,7 +654,13 @@ func finishProcess(p *specs.Process, lastCap int) error {
 		return err
 	}
 	report := os.NewFile(childReportFd, "report")
-	writeReport(report, childReport{Stage: "exec"})
+	if await {
+		writeReport(report, childReport{Stage: stageReady})
+		if err := awaitStart(); err != nil {
+			return err
+		}
+	}
+	writeReport(report, childReport{Stage: stageExec})
 	err = syscall.Exec(path, p.Args, env)
 	return &ExecError{Name: p.Args[0], Err: err}
 }

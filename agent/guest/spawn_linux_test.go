@@ -253,11 +253,27 @@ func reapAny(t *testing.T) {
 	}
 }
 
+// spawnAndStart creates a container init and starts it at once. A failed
+// start leaves the child to reap, as a failed create does.
+func spawnAndStart(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os.Process, *os.File, error) {
+	init, err := SpawnInit(id, spec, rootfs, stdio)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := init.Start(); err != nil {
+		if init.Console != nil {
+			init.Console.Close()
+		}
+		return nil, nil, err
+	}
+	return init.Process, init.Console, nil
+}
+
 // runInit runs a container init to completion.
 func runInit(t *testing.T, id string, spec *specs.Spec, rootfs string) result {
 	t.Helper()
 	s := newPipeStdio(t)
-	p, _, err := SpawnInit(id, spec, rootfs, s.child)
+	p, _, err := spawnAndStart(id, spec, rootfs, s.child)
 	s.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -437,13 +453,14 @@ func TestSpawnInitExecErrors(t *testing.T) {
 		"/etc/passwd": `exec: "/etc/passwd": permission denied`,
 	} {
 		s := newPipeStdio(t)
-		p, _, err := SpawnInit("exec-err", testSpec(args0), root, s.child)
+		// At create, as runc reports it, not at start.
+		init, err := SpawnInit("exec-err", testSpec(args0), root, s.child)
 		s.closeChild()
 		reapAny(t)
 		s.wg.Wait()
 		var ee *ExecError
-		if p != nil || !errors.As(err, &ee) || err.Error() != want {
-			t.Errorf("SpawnInit(%s) = %v, %v; want ExecError %q", args0, p, err, want)
+		if init != nil || !errors.As(err, &ee) || err.Error() != want {
+			t.Errorf("SpawnInit(%s) = %v, %v; want ExecError %q", args0, init, err, want)
 		}
 	}
 }
@@ -454,7 +471,7 @@ func TestSpawnInitSetupError(t *testing.T) {
 	spec := testSpec("true")
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/mnt", Type: "bind", Source: "/no/such/source"})
 	s := newPipeStdio(t)
-	_, _, err := SpawnInit("setup-err", spec, root, s.child)
+	_, err := SpawnInit("setup-err", spec, root, s.child)
 	s.closeChild()
 	reapAny(t)
 	s.wg.Wait()
@@ -469,7 +486,7 @@ func TestSpawnExec(t *testing.T) {
 	root := busyboxRootfs(t)
 	init := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "echo data > /tmp/shared; echo ready; exec sleep 1000")
-	ip, _, err := SpawnInit("exec-test", spec, root, init.child)
+	ip, _, err := spawnAndStart("exec-test", spec, root, init.child)
 	init.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -563,7 +580,7 @@ func TestSpawnInitCgroup(t *testing.T) {
 	root := busyboxRootfs(t)
 	s := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 1000")
-	p, _, err := SpawnInit("cg-test", spec, root, s.child)
+	p, _, err := spawnAndStart("cg-test", spec, root, s.child)
 	s.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -692,5 +709,82 @@ func TestSpawnInitMountPropagation(t *testing.T) {
 		if filepath.Base(e.root) != filepath.Base(src) {
 			t.Errorf("%s: mount root %s, want one named %s", prop, e.root, filepath.Base(src))
 		}
+	}
+}
+
+// TestSpawnInitWaitsForStart: SpawnInit returns an init that is set up (its
+// mounts and hostname are there for an exec to see) but has not run its
+// workload; Start runs it.
+func TestSpawnInitWaitsForStart(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	s := newPipeStdio(t)
+	spec := testSpec("sh", "-c", "echo ran > /ran; echo ran")
+	init, err := SpawnInit("created", spec, root, s.child)
+	s.closeChild()
+	if err != nil {
+		reapAny(t)
+		s.wg.Wait()
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			init.Process.Signal(unix.SIGKILL)
+			init.Close()
+			reap(t, init.Process.Pid)
+		}
+	}()
+	proc := &specs.Process{
+		Args:         []string{"sh", "-c", `hostname; grep -c ' /tmp tmpfs ' /proc/mounts; test -e /ran || echo not-ran`},
+		Env:          []string{"PATH=/bin"},
+		Cwd:          "/",
+		Capabilities: spec.Process.Capabilities,
+	}
+	ex := newPipeStdio(t)
+	ep, _, err := SpawnExec("created", init.Process.Pid, spec, proc, ex.child)
+	ex.closeChild()
+	if err != nil {
+		t.Fatalf("SpawnExec into the created init: %v", err)
+	}
+	reap(t, ep.Pid)
+	ex.wg.Wait()
+	if got := ex.stdout.String(); got != "ctr-host\n1\nnot-ran\n" {
+		t.Errorf("exec in the created container said %q (stderr %q), want its hostname, /tmp and no /ran", got, ex.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "ran")); err == nil {
+		t.Fatal("the workload ran before Start")
+	}
+	started = true
+	if err := init.Start(); err != nil {
+		reap(t, init.Process.Pid)
+		t.Fatalf("Start: %v", err)
+	}
+	ws := reap(t, init.Process.Pid)
+	s.wg.Wait()
+	if s.stdout.String() != "ran\n" || ws.ExitStatus() != 0 {
+		t.Errorf("started init said %q (status %v, stderr %q)", s.stdout.String(), ws, s.stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(root, "ran")); err != nil {
+		t.Errorf("the workload did not run: %v", err)
+	}
+}
+
+// TestSpawnInitClosedBeforeStart: an init whose agent ends are dropped
+// without a start exits without running its workload.
+func TestSpawnInitClosedBeforeStart(t *testing.T) {
+	requiresRoot(t)
+	root := busyboxRootfs(t)
+	init, err := SpawnInit("closed", testSpec("touch", "/ran"), root, Stdio{})
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	init.Close()
+	if ws := reap(t, init.Process.Pid); ws.Signaled() || ws.ExitStatus() == 0 {
+		t.Errorf("init closed before start ended with %v, want a failure exit", ws)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ran")); err == nil {
+		t.Error("the workload ran without a start")
 	}
 }

@@ -264,15 +264,45 @@ func TestReadReports(t *testing.T) {
 			`exec: "/bin/x": stat /bin/x: no such file or directory`},
 		{`{"error":"mount proc on /proc: operation not permitted","errno":1}`, "mount proc on /proc: operation not permitted"},
 	} {
-		err := readReports(strings.NewReader(tt.in))
+		err := newReportReader(strings.NewReader(tt.in)).untilExec()
 		if (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
-			t.Errorf("readReports(%q) = %v, want %q", tt.in, err, tt.wantErr)
+			t.Errorf("untilExec(%q) = %v, want %q", tt.in, err, tt.wantErr)
 		}
 	}
-	err := readReports(strings.NewReader(`{"error":"x","errno":2,"exec_name":"x"}`))
+	err := newReportReader(strings.NewReader(`{"error":"x","errno":2,"exec_name":"x"}`)).untilExec()
 	var ee *ExecError
 	if !errors.As(err, &ee) || !errors.Is(err, unix.ENOENT) {
 		t.Errorf("exec error lost its type or errno: %#v", err)
+	}
+}
+
+// TestReadInitReports follows an init's reports across create and start:
+// one reader, whose decoder may have read ahead of the ready report.
+func TestReadInitReports(t *testing.T) {
+	for _, tt := range []struct {
+		in                 string
+		wantReady, wantRun string // "-": not reached
+	}{
+		{`{"stage":"ready"}` + "\n" + `{"stage":"exec"}` + "\n", "", ""},
+		{"", "container process exited before it was set up", "-"},
+		{`{"error":"mount proc on /proc: operation not permitted","errno":1}`, "mount proc on /proc: operation not permitted", "-"},
+		{`{"error":"executable file not found in $PATH","exec_name":"nosuchcmd"}`, `exec: "nosuchcmd": executable file not found in $PATH`, "-"},
+		{`{"stage":"ready"}`, "", "container process exited before exec"},
+		{`{"stage":"ready"}{"stage":"exec"}{"error":"permission denied","errno":13,"exec_name":"/x"}`, "", `exec: "/x": permission denied`},
+	} {
+		r := newReportReader(strings.NewReader(tt.in))
+		err := r.untilReady()
+		if (err == nil) != (tt.wantReady == "") || (err != nil && err.Error() != tt.wantReady) {
+			t.Errorf("untilReady(%q) = %v, want %q", tt.in, err, tt.wantReady)
+			continue
+		}
+		if tt.wantRun == "-" {
+			continue
+		}
+		err = r.untilExec()
+		if (err == nil) != (tt.wantRun == "") || (err != nil && err.Error() != tt.wantRun) {
+			t.Errorf("untilExec after ready (%q) = %v, want %q", tt.in, err, tt.wantRun)
+		}
 	}
 }
 

@@ -39,7 +39,7 @@ func TestSpawnInitUserNamespace(t *testing.T) {
 	spec := userNSSpec("sh", "-c", `cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g; `+
 		`grep -E '^CapEff' /proc/self/status; test -c /dev/null && echo devices; echo ready; exec sleep 1000`)
 	s := newPipeStdio(t)
-	p, _, err := SpawnInit("userns", spec, root, s.child)
+	p, _, err := spawnAndStart("userns", spec, root, s.child)
 	s.closeChild()
 	if err != nil {
 		reapAny(t)
@@ -94,7 +94,7 @@ func TestSpawnInitUserNamespaceErrors(t *testing.T) {
 		"no namespace":   {noNS, "user namespace mappings specified, but user namespace isn't enabled in the config"},
 		"namespace path": {withPath, "user namespace /proc/1/ns/user: joining an existing user namespace is not supported"},
 	} {
-		_, _, err := SpawnInit("userns-err", tc.spec, root, Stdio{})
+		_, err := SpawnInit("userns-err", tc.spec, root, Stdio{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: SpawnInit = %v, want an error containing %q", name, err, tc.want)
 		}
