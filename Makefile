@@ -16,9 +16,9 @@ GUEST_DIR  := build/guest
 # Kernel release of the guest image: the newest installed distro kernel.
 KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
-DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2
+DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io
 
-.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean
+.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean bench
 
 all: runvirt guest
 
@@ -66,6 +66,15 @@ test: unit integration
 
 demo: all
 	integration/demo.sh
+
+# Benchmarks against runc and a bare QEMU boot (root; ~10 min here):
+# writes BENCHMARKS.md. Extra flags: make bench BENCH_FLAGS='-reps 11'.
+bench: all
+	mkdir -p build/bench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-init ./bench/cmd/bench-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-io ./bench/cmd/bench-io
+	$(GO) build -o build/bench/runvirt-bench ./bench/cmd/runvirt-bench
+	build/bench/runvirt-bench -runvirt bin/runvirt -guest $(GUEST_DIR) -out BENCHMARKS.md $(BENCH_FLAGS)
 
 conformance: all
 	conformance/run.sh
