@@ -48,6 +48,25 @@ func Load(g Globals, id string, log *slog.Logger) (*Container, error) {
 	return &Container{Dir: d, State: st, log: log.With("container", id)}, nil
 }
 
+// LoadLocked loads the container and takes its lock, reading the state
+// again under the lock (another verb may have changed it meanwhile). The
+// caller unlocks.
+func LoadLocked(g Globals, id string, log *slog.Logger) (*Container, *Lock, error) {
+	c, err := Load(g, id, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := LockDir(c.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err = Load(g, id, log); err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	return c, lock, nil
+}
+
 // sandboxDir is the state directory of the sandbox (VM) the container runs in.
 func (c *Container) sandboxDir() Dir { return Dir{Root: c.Dir.Root, ID: c.State.Sandbox} }
 

@@ -13,21 +13,14 @@ import (
 // failure). A running container needs force. Deleting a container that
 // does not exist is an error, except with force.
 func Delete(ctx context.Context, g Globals, id string, force bool, log *slog.Logger) error {
-	c, err := Load(g, id, log)
+	c, lock, err := LoadLocked(g, id, log)
 	if errors.Is(err, ErrNotExist) {
 		return deleteLeftover(g, id, force, err)
 	}
 	if err != nil {
 		return err
 	}
-	lock, err := LockDir(c.Dir)
-	if err != nil {
-		return err
-	}
 	defer lock.Unlock()
-	if c, err = Load(g, id, log); err != nil {
-		return err
-	}
 	status := c.Status(ctx)
 	switch status {
 	case StatusRunning, StatusPaused:

@@ -11,18 +11,11 @@ import (
 // hooks, then the process in the guest, then the poststart hooks (whose
 // failure only warns, as the spec says).
 func Start(ctx context.Context, g Globals, id string, log *slog.Logger) error {
-	c, err := Load(g, id, log)
-	if err != nil {
-		return err
-	}
-	lock, err := LockDir(c.Dir)
+	c, lock, err := LoadLocked(g, id, log)
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	if c, err = Load(g, id, log); err != nil { // reread under the lock
-		return err
-	}
 	switch status := c.Status(ctx); status {
 	case StatusCreated:
 	case StatusStopped:
