@@ -93,3 +93,26 @@ func TestClientReportsRemoteError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzReadFrame: whatever the guest sends, reading a frame never panics,
+// never returns a body over MaxFrameSize, and a frame it accepts re-encodes.
+func FuzzReadFrame(f *testing.F) {
+	var ok bytes.Buffer
+	WriteFrame(&ok, Response{Pid: 7, Status: "running", Pids: []int{1, 2}})
+	f.Add(ok.Bytes())
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 3, '{', '}', '}'})
+	f.Add([]byte{0, 0, 0, 4, 'n', 'u', 'l', 'l'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var resp Response
+		if err := ReadFrame(bytes.NewReader(b), &resp); err != nil {
+			return
+		}
+		if len(b) < 4 || int(binary.BigEndian.Uint32(b)) > MaxFrameSize {
+			t.Fatalf("accepted a frame whose header claims more than the limit: %x", b[:4])
+		}
+		if err := WriteFrame(io.Discard, resp); err != nil {
+			t.Fatalf("an accepted frame does not re-encode: %v", err)
+		}
+	})
+}
