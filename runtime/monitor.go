@@ -124,10 +124,45 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 		ln.Close()
 		sess.Close()
 	}()
+	go stopWhenInitExits(sess, d.ID, h.qemuDone, log)
 	serveProxy(ln, sess, log)
 	<-h.qemuDone
 	log.Info("vm stopped", "status", h.qemu.ProcessState.String())
 	return nil
+}
+
+// initExitGrace is how long the VM outlives the sandbox container's init:
+// time for the stand-in to get the exit status and for the last output to
+// cross.
+const initExitGrace = time.Second
+
+// stopWhenInitExits powers the VM off once the sandbox container's init
+// has exited, as nothing runs on after a runc container stops. The monitor
+// must not outlive the container: clients such as conmon adopt it and wait
+// for every child before they report the exit. delete still finds the
+// state (and the stopped status) afterwards.
+func stopWhenInitExits(sess *yamux.Session, id string, qemuDone chan struct{}, log *slog.Logger) {
+	client := &agent.Client{Dial: func(context.Context) (net.Conn, error) { return sess.OpenStream() }}
+	for !isClosed(qemuDone) {
+		status, err := client.Wait(context.Background(), id, "")
+		var re *agent.RemoteError
+		if errors.As(err, &re) && re.Kind == agent.ErrKindNotFound {
+			// Not created yet: the verb that booted us creates it next.
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return // the VM is going away
+		}
+		log.Info("sandbox container exited; stopping the vm", "status", status)
+		time.Sleep(initExitGrace)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := client.Shutdown(ctx); err != nil {
+			log.Warn("guest shutdown", "err", err)
+		}
+		cancel()
+		return
+	}
 }
 
 // qmpStatus asks QEMU for its run state, within a deadline; it is logged

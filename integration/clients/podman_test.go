@@ -1,0 +1,430 @@
+package clients
+
+// The podman tests drive Debian's podman (4.3, with conmon) through a
+// private configuration that setup-podman.sh writes
+// (/run/runvirt-podman/containers.conf and storage.conf: storage under
+// /var/lib/runvirt-podman, runvirt registered as the runtime "runvirt" by a
+// wrapper that gives it --root /run/runvirt-podman/runtime and its config),
+// and a locally built busybox image. They need what the containerd tests
+// need (root, QEMU, `make`) and skip, or fail under
+// RUNVIRT_REQUIRE_INTEGRATION=1, without it. Every container boots a VM: the
+// tests keep the boots few.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+)
+
+const pdmImage = "localhost/runvirt-busybox:latest"
+
+// requirePodman sets up podman's configuration (once) and skips or fails as
+// clientSetup.require does.
+func requirePodman(t *testing.T) {
+	t.Helper()
+	pdmConf = pdmSetup.require(t)
+}
+
+// pdmState is the directory of setup-podman.sh's configuration; runvirt's
+// state is under STATE/runtime/<id>.
+func pdmState() string { return filepath.Dir(pdmConf) }
+
+// pdmResult is what one podman invocation did.
+type pdmResult struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+func pdmCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", args...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+pdmConf,
+		"CONTAINERS_STORAGE_CONF="+filepath.Join(pdmState(), "storage.conf"))
+	return cmd
+}
+
+// pdm runs `podman ARGS...` to completion with the given stdin (none if "").
+func pdm(t *testing.T, stdin string, args ...string) pdmResult {
+	t.Helper()
+	cmd := pdmCommand(args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("podman %v: %v", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("podman %v: still running after 2 minutes\nstdout: %q\nstderr: %q", args, out.String(), errb.String())
+	}
+	r := pdmResult{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("podman %v: %v", args, err)
+	}
+	t.Logf("podman %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
+	return r
+}
+
+// pdmTTY runs `podman ARGS...` on a new pty of size rows x cols, through
+// the steps of dkrTTY. It returns what the terminal showed and podman's
+// exit status.
+func pdmTTY(t *testing.T, rows, cols uint16, steps []dkrStep, args ...string) (string, int) {
+	t.Helper()
+	cmd := pdmCommand(args...)
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatalf("podman %v on a pty: %v", args, err)
+	}
+	defer ptmx.Close()
+	var mu sync.Mutex
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				close(copied)
+				return
+			}
+		}
+	}()
+	shown := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+	seen := 0 // the part of the output earlier steps consumed
+	for i, s := range steps {
+		for s.want != "" {
+			o := shown()
+			if j := strings.Index(o[seen:], s.want); j >= 0 {
+				seen += j + len(s.want)
+				break
+			}
+			select {
+			case <-deadline:
+				cmd.Process.Kill()
+				t.Fatalf("podman %v: step %d: %q never showed; terminal: %q", args, i, s.want, o)
+			case err := <-done:
+				time.Sleep(200 * time.Millisecond)
+				t.Fatalf("podman %v: exited (%v) before step %d showed %q; terminal: %q", args, err, i, s.want, shown())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if s.rows > 0 {
+			if err := pty.Setsize(ptmx, &pty.Winsize{Rows: s.rows, Cols: s.cols}); err != nil {
+				t.Fatalf("resize: %v", err)
+			}
+		}
+		if s.input != "" {
+			io.WriteString(ptmx, s.input)
+		}
+	}
+	select {
+	case err = <-done:
+	case <-deadline:
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("podman %v: still running after 2 minutes; terminal: %q", args, shown())
+	}
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("podman %v: %v", args, err)
+	}
+	t.Logf("podman %v (tty %dx%d): exit %d\nterminal: %q", args, rows, cols, code, shown())
+	return shown(), code
+}
+
+// pdmName is a container name unique to this run.
+func pdmName(name string) string {
+	return fmt.Sprintf("rv-%s-%d", name, time.Now().UnixNano()%1000000)
+}
+
+// pdmContainer registers cleanup for the container that `podman run
+// --cidfile FILE --name name` creates and returns the --cidfile to pass. At
+// the end it removes the container if the test left it, then fails the test
+// if anything of it survived: a container in podman, runvirt's state, a
+// host process (conmon, monitor, QEMU, virtiofsd, stand-in).
+func pdmContainer(t *testing.T, name string) string {
+	cidfile := filepath.Join(t.TempDir(), "cid")
+	t.Cleanup(func() {
+		b, _ := os.ReadFile(cidfile)
+		id := strings.TrimSpace(string(b))
+		if pdmCommand("container", "exists", name).Run() == nil {
+			t.Errorf("container %s left behind", name)
+			pdmCommand("rm", "-f", "-t", "0", name).Run()
+		}
+		if out, _ := pdmCommand("ps", "-a", "--filter", "name="+name, "--format", "{{.Names}}").Output(); strings.TrimSpace(string(out)) != "" {
+			t.Errorf("podman ps -a still lists %s", name)
+		}
+		if id == "" {
+			return
+		}
+		state := filepath.Join(pdmState(), "runtime", id)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			procs := pdmProcsOf(id)
+			left := ctrdExists(state)
+			if len(procs) == 0 && !left {
+				return
+			}
+			if time.Now().After(deadline) {
+				if len(procs) > 0 {
+					t.Errorf("processes left behind: %v", procs)
+				}
+				if left {
+					t.Errorf("runvirt state left behind: %s", state)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	return cidfile
+}
+
+// pdmProcsOf lists the host processes of container id: every command line
+// that names its 64-hex id (conmon -c ID, `runvirt monitor ID`, QEMU's
+// -name runvirt-ID, the stand-in, virtiofsd's shared directory, podman's
+// exit command).
+func pdmProcsOf(id string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		if _, err := strconv.Atoi(en.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cl := strings.ReplaceAll(string(b), "\x00", " ")
+		if strings.Contains(cl, id) {
+			out = append(out, en.Name()+":"+cl)
+		}
+	}
+	return out
+}
+
+// pdmRun is `podman run --runtime runvirt --network none` plus args.
+func pdmRun(args ...string) []string {
+	return append([]string{"run", "--runtime", "runvirt", "--network", "none"}, args...)
+}
+
+// pdmWaitLogs waits until `podman logs name` shows want (count times).
+func pdmWaitLogs(t *testing.T, name, want string, count int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var out []byte
+	for time.Now().Before(deadline) {
+		out, _ = pdmCommand("logs", name).CombinedOutput()
+		if strings.Count(string(out), want) >= count {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("podman logs %s: %q never showed %q %d times", name, out, want, count)
+}
+
+func pdmInspect(t *testing.T, name, format string) string {
+	t.Helper()
+	out, err := pdmCommand("inspect", "-f", format, name).Output()
+	if err != nil {
+		t.Fatalf("podman inspect %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// pdmSlowExit notes the known gap of docs/podman.md: conmon, a child
+// subreaper, does not exit (nor run podman's cleanup) until runvirt's
+// monitor, reparented to it, exits; an attached podman waits 20 s for it.
+func pdmSlowExit(t *testing.T, r pdmResult) {
+	if r.took > 15*time.Second {
+		t.Logf("known gap (docs/podman.md): podman took %s to return after the container exited", r.took.Round(time.Second))
+	}
+}
+
+// TestPodmanRun: `podman run --runtime runvirt --rm -i`: stdin, stdout and
+// stderr kept apart, the exit status, a guest kernel, nothing left behind.
+func TestPodmanRun(t *testing.T) {
+	requirePodman(t)
+	name := pdmName("run")
+	cid := pdmContainer(t, name)
+	r := pdm(t, "piped\n", pdmRun("--rm", "-i", "--cidfile", cid, "--name", name, pdmImage,
+		"sh", "-c", `read x; echo "got $x"; echo to-stderr >&2; cat /proc/sys/kernel/random/boot_id; exit 3`)...)
+	pdmSlowExit(t, r)
+	if r.code != 3 {
+		t.Errorf("exit status %d, want 3; stderr: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || lines[0] != "got piped" {
+		t.Fatalf("stdout %q, want \"got piped\" and a boot id", r.stdout)
+	}
+	if lines[1] == hostBootID(t) {
+		t.Errorf("the container ran on the host's kernel (boot id %s)", lines[1])
+	}
+	if strings.TrimSpace(r.stderr) != "to-stderr" {
+		t.Errorf("stderr %q, want \"to-stderr\" alone", r.stderr)
+	}
+	if pdmCommand("container", "exists", name).Run() == nil {
+		t.Errorf("--rm left the container")
+	}
+}
+
+// TestPodmanRunMissingExecutable: podman turns the runtime's "not found"
+// into 127, as with runc, and removes the container whose create failed.
+func TestPodmanRunMissingExecutable(t *testing.T) {
+	requirePodman(t)
+	name := pdmName("noexe")
+	cid := pdmContainer(t, name)
+	r := pdm(t, "", pdmRun("--rm", "--cidfile", cid, "--name", name, pdmImage, "nosuchcmd")...)
+	// podman quotes the runtime's message: exec: \"nosuchcmd\": ...
+	want := `executable file not found in $PATH`
+	if r.code != 127 || !strings.Contains(r.stderr, "nosuchcmd") || !strings.Contains(r.stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 127 and %q", r.code, r.stderr, want)
+	}
+}
+
+// TestPodmanRunTTY: `podman run -it`: an interactive shell on a terminal of
+// the caller's size; the exit status comes back.
+func TestPodmanRunTTY(t *testing.T) {
+	requirePodman(t)
+	name := pdmName("tty")
+	cid := pdmContainer(t, name)
+	out, code := pdmTTY(t, 45, 123, []dkrStep{
+		{want: "# ", input: "[ -t 0 ] && echo is-a-\"\"tty; sleep 1; stty size\n"},
+		{want: "45 123", input: "exit 7\n"},
+	}, pdmRun("--rm", "-it", "--cidfile", cid, "--name", name, pdmImage, "sh")...)
+	if code != 7 {
+		t.Errorf("exit status %d, want 7", code)
+	}
+	if !strings.Contains(out, "is-a-tty") {
+		t.Errorf("stdin is not a terminal: %q", out)
+	}
+}
+
+// TestPodmanDetached: `podman run -d`, `podman logs`, `podman exec` (with
+// stdin, a missing executable), `podman stop` (SIGTERM, then SIGKILL after
+// -t), `podman start` of the stopped container, `podman rm -f` of a running
+// one.
+func TestPodmanDetached(t *testing.T) {
+	requirePodman(t)
+	name := pdmName("det")
+	cid := pdmContainer(t, name)
+	script := `trap "echo got-hup" HUP; trap "echo got-term" TERM; echo ready; while true; do sleep 0.2; done`
+	if r := pdm(t, "", pdmRun("-d", "--cidfile", cid, "--name", name, pdmImage, "sh", "-c", script)...); r.code != 0 {
+		t.Fatalf("podman run -d: exit %d: %s", r.code, r.stderr)
+	}
+	pdmWaitLogs(t, name, "ready", 1)
+	if s := pdmInspect(t, name, "{{.State.Status}} {{.State.Pid}}"); !strings.HasPrefix(s, "running ") || strings.HasSuffix(s, " 0") {
+		t.Errorf("state %q, want running with the stand-in's pid", s)
+	}
+
+	// exec: stdin, stdout, stderr, exit status.
+	r := pdm(t, "in\n", "exec", "-i", name, "sh", "-c", `read x; echo "exec got $x"; echo exec-err >&2; exit 7`)
+	if r.code != 7 || strings.TrimSpace(r.stdout) != "exec got in" || strings.TrimSpace(r.stderr) != "exec-err" {
+		t.Errorf("exec: exit %d stdout %q stderr %q; want 7, \"exec got in\", exec-err", r.code, r.stdout, r.stderr)
+	}
+	// podman exec maps "not found" to 127 (runc too).
+	r = pdm(t, "", "exec", name, "nosuchcmd")
+	if r.code != 127 || !strings.Contains(r.stderr, "nosuchcmd") || !strings.Contains(r.stderr, `executable file not found in $PATH`) {
+		t.Errorf("exec of a missing executable: exit %d, stderr %q; want 127, executable file not found", r.code, r.stderr)
+	}
+
+	// A signal reaches the init process, which traps it.
+	if r := pdm(t, "", "kill", "-s", "HUP", name); r.code != 0 {
+		t.Fatalf("podman kill -s HUP: exit %d: %s", r.code, r.stderr)
+	}
+	pdmWaitLogs(t, name, "got-hup", 1)
+
+	// stop: SIGTERM (trapped, ignored), then SIGKILL after 2 s.
+	r = pdm(t, "", "stop", "-t", "2", name)
+	if r.code != 0 {
+		t.Fatalf("podman stop: exit %d: %s", r.code, r.stderr)
+	}
+	if r.took < 2*time.Second {
+		t.Errorf("podman stop took %s: SIGKILL came before the 2 s timeout", r.took)
+	}
+	pdmWaitLogs(t, name, "got-term", 1)
+	if s := pdmInspect(t, name, "{{.State.Status}} {{.State.ExitCode}}"); s != "exited 137" {
+		t.Errorf("after stop: %q, want \"exited 137\"", s)
+	}
+
+	// start the stopped container: a new VM, the same logs.
+	if r := pdm(t, "", "start", name); r.code != 0 {
+		t.Fatalf("podman start: exit %d: %s", r.code, r.stderr)
+	}
+	pdmWaitLogs(t, name, "ready", 2)
+	if r := pdm(t, "", "exec", name, "echo", "alive"); r.code != 0 || strings.TrimSpace(r.stdout) != "alive" {
+		t.Errorf("exec after start: exit %d, stdout %q", r.code, r.stdout)
+	}
+
+	if r := pdm(t, "", "rm", "-f", "-t", "1", name); r.code != 0 {
+		t.Errorf("podman rm -f: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestPodmanDetachedExit: a detached container that exits by itself:
+// `podman wait` reports its status, `podman rm` removes it whole.
+func TestPodmanDetachedExit(t *testing.T) {
+	requirePodman(t)
+	name := pdmName("dexit")
+	cid := pdmContainer(t, name)
+	if r := pdm(t, "", pdmRun("-d", "--cidfile", cid, "--name", name, pdmImage, "sh", "-c", "echo bye; exit 4")...); r.code != 0 {
+		t.Fatalf("podman run -d: exit %d: %s", r.code, r.stderr)
+	}
+	if r := pdm(t, "", "wait", name); r.code != 0 || strings.TrimSpace(r.stdout) != "4" {
+		t.Errorf("podman wait: exit %d, stdout %q; want 4", r.code, r.stdout)
+	}
+	pdmWaitLogs(t, name, "bye", 1)
+	// "stopped" is podman's exited-but-not-cleaned-up: the known gap below.
+	switch s := pdmInspect(t, name, "{{.State.Status}} {{.State.ExitCode}}"); s {
+	case "exited 4":
+	case "stopped 4":
+		t.Logf("known gap (docs/podman.md): podman has not cleaned up the exited container (state %q)", s)
+	default:
+		t.Errorf("after exit: %q, want \"exited 4\"", s)
+	}
+	b, _ := os.ReadFile(cid)
+	if procs := pdmProcsOf(strings.TrimSpace(string(b))); len(procs) > 0 {
+		t.Logf("known gap (docs/podman.md): the exited container's VM lives until podman rm: %d processes", len(procs))
+	}
+	if r := pdm(t, "", "rm", name); r.code != 0 {
+		t.Errorf("podman rm: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+var (
+	pdmSetup = &clientSetup{script: "setup-podman.sh"}
+	pdmConf  string
+)
