@@ -65,9 +65,15 @@ if [ -z "${RUNVIRT_CONFIG:-}" ]; then
 	kernel=$repo/build/guest/vmlinuz
 	[ -f "$repo/build/guest/vmlinux" ] && kernel=$repo/build/guest/vmlinux
 	[ -f "$repo/build/guest/initrd.img" ] || die "$repo/build/guest/initrd.img is missing (run: make)"
+	# podman shows the runtime's stderr of create in the container's
+	# stderr: choose the accelerator explicitly, so that runvirt has no
+	# "falling back to TCG" warning to print where there is no KVM.
+	accel=tcg
+	"$runvirt" --config /dev/null check 2>/dev/null | grep -q '^ok  *kvm' && accel=auto
 	cat >"$RUNVIRT_CONFIG.tmp" <<EOF
 kernel = "$kernel"
 initrd = "$repo/build/guest/initrd.img"
+accel = "$accel"
 boot_timeout = "90s"
 EOF
 	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
