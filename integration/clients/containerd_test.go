@@ -10,17 +10,13 @@
 package clients
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 )
 
 const ctrdImage = "localhost/busybox:runvirt"
@@ -43,12 +39,6 @@ func ctrdExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func ctrdInPath(name string) bool { _, err := exec.LookPath(name); return err == nil }
 
-// ctrdResult is what one ctr invocation did.
-type ctrdResult struct {
-	stdout, stderr string
-	code           int
-}
-
 func ctrCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command("ctr", args...)
 	cmd.Env = append(os.Environ(), "CONTAINERD_ADDRESS="+ctrdSock)
@@ -56,73 +46,16 @@ func ctrCommand(args ...string) *exec.Cmd {
 }
 
 // ctr runs `ctr ARGS...` to completion with the given stdin (none if "").
-func ctr(t *testing.T, stdin string, args ...string) ctrdResult {
+func ctr(t *testing.T, stdin string, args ...string) cmdResult {
 	t.Helper()
-	cmd := ctrCommand(args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("ctr %v: %v", args, err)
-	}
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("ctr %v: still running after 2 minutes\nstdout: %q\nstderr: %q", args, out.String(), errb.String())
-	}
-	r := ctrdResult{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("ctr %v: %v", args, err)
-	}
-	t.Logf("ctr %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, time.Since(start).Round(time.Millisecond), r.stdout, r.stderr)
-	return r
+	return runCmd(t, ctrCommand(args...), stdin)
 }
 
 // ctrTTY runs `ctr ARGS...` on a new pty of the given size and returns what
 // the terminal showed and ctr's exit status.
 func ctrTTY(t *testing.T, rows, cols uint16, args ...string) (string, int) {
 	t.Helper()
-	cmd := ctrCommand(args...)
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
-	if err != nil {
-		t.Fatalf("ctr %v on a pty: %v", args, err)
-	}
-	defer ptmx.Close()
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, ptmx); close(copied) }()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("ctr %v: still running after 2 minutes; terminal: %q", args, out.String())
-	}
-	// The slave is closed once ctr exits: the copy ends with EIO.
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("ctr %v: %v", args, err)
-	}
-	t.Logf("ctr %v (tty %dx%d): exit %d\nterminal: %q", args, rows, cols, code, out.String())
-	return out.String(), code
+	return runOnTTY(t, ctrCommand(args...), rows, cols, nil)
 }
 
 // ctrdID is a container id unique to this run.

@@ -8,19 +8,14 @@ package clients
 // without it. Every container boots a VM: the tests keep the boots few.
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 )
 
 const dkrImage = "runvirt-busybox:latest"
@@ -40,134 +35,20 @@ func requireDocker(t *testing.T) {
 	dkrSock = dkrSetup.require(t)
 }
 
-// dkrResult is what one docker invocation did.
-type dkrResult struct {
-	stdout, stderr string
-	code           int
-	took           time.Duration
-}
-
 func dkrCommand(args ...string) *exec.Cmd {
 	return exec.Command("docker", append([]string{"-H", "unix://" + dkrSock}, args...)...)
 }
 
 // dkr runs `docker ARGS...` to completion with the given stdin (none if "").
-func dkr(t *testing.T, stdin string, args ...string) dkrResult {
+func dkr(t *testing.T, stdin string, args ...string) cmdResult {
 	t.Helper()
-	cmd := dkrCommand(args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("docker %v: %v", args, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("docker %v: still running after 2 minutes\nstdout: %q\nstderr: %q", args, out.String(), errb.String())
-	}
-	r := dkrResult{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("docker %v: %v", args, err)
-	}
-	t.Logf("docker %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
-	return r
+	return runCmd(t, dkrCommand(args...), stdin)
 }
 
-// dkrTTY runs `docker ARGS...` on a new pty of size rows x cols. script is
-// a list of steps: each waits until the terminal shows want (if not ""),
-// then resizes the terminal (if rows > 0) and types input. It returns what
-// the terminal showed and docker's exit status.
-type dkrStep struct {
-	want       string
-	rows, cols uint16
-	input      string
-}
-
-func dkrTTY(t *testing.T, rows, cols uint16, steps []dkrStep, args ...string) (string, int) {
+// dkrTTY runs `docker ARGS...` on a new pty through the steps of runOnTTY.
+func dkrTTY(t *testing.T, rows, cols uint16, steps []ttyStep, args ...string) (string, int) {
 	t.Helper()
-	cmd := dkrCommand(args...)
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
-	if err != nil {
-		t.Fatalf("docker %v on a pty: %v", args, err)
-	}
-	defer ptmx.Close()
-	var mu sync.Mutex
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			mu.Lock()
-			out.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				close(copied)
-				return
-			}
-		}
-	}()
-	shown := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	deadline := time.After(2 * time.Minute)
-	seen := 0 // the part of the output earlier steps consumed
-	for i, s := range steps {
-		for s.want != "" {
-			o := shown()
-			if j := strings.Index(o[seen:], s.want); j >= 0 {
-				seen += j + len(s.want)
-				break
-			}
-			select {
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("docker %v: step %d: %q never showed; terminal: %q", args, i, s.want, o)
-			case err := <-done:
-				time.Sleep(200 * time.Millisecond)
-				t.Fatalf("docker %v: exited (%v) before step %d showed %q; terminal: %q", args, err, i, s.want, shown())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		if s.rows > 0 {
-			if err := pty.Setsize(ptmx, &pty.Winsize{Rows: s.rows, Cols: s.cols}); err != nil {
-				t.Fatalf("resize: %v", err)
-			}
-		}
-		if s.input != "" {
-			io.WriteString(ptmx, s.input)
-		}
-	}
-	select {
-	case err = <-done:
-	case <-deadline:
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("docker %v: still running after 2 minutes; terminal: %q", args, shown())
-	}
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("docker %v: %v", args, err)
-	}
-	t.Logf("docker %v (tty %dx%d): exit %d\nterminal: %q", args, rows, cols, code, shown())
-	return shown(), code
+	return runOnTTY(t, dkrCommand(args...), rows, cols, steps)
 }
 
 // dkrName is a container name unique to this run.
@@ -330,7 +211,7 @@ func TestDockerRunTTY(t *testing.T) {
 	// wait for are split in the input ("is-a-""tty") or absent from it. The
 	// sleeps: docker sets the size just after the start, and resizes
 	// asynchronously (the same with runc).
-	out, code := dkrTTY(t, 45, 123, []dkrStep{
+	out, code := dkrTTY(t, 45, 123, []ttyStep{
 		{want: "# ", input: "[ -t 0 ] && echo is-a-\"\"tty; sleep 1; stty size\n"},
 		{want: "45 123", rows: 31, cols: 97},
 		{want: "# ", input: "sleep 1; stty size\n"},

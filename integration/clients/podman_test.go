@@ -11,19 +11,14 @@ package clients
 // tests keep the boots few.
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 )
 
 const pdmImage = "localhost/runvirt-busybox:latest"
@@ -39,13 +34,6 @@ func requirePodman(t *testing.T) {
 // state is under STATE/runtime/<id>.
 func pdmState() string { return filepath.Dir(pdmConf) }
 
-// pdmResult is what one podman invocation did.
-type pdmResult struct {
-	stdout, stderr string
-	code           int
-	took           time.Duration
-}
-
 func pdmCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command("podman", args...)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+pdmConf,
@@ -54,115 +42,15 @@ func pdmCommand(args ...string) *exec.Cmd {
 }
 
 // pdm runs `podman ARGS...` to completion with the given stdin (none if "").
-func pdm(t *testing.T, stdin string, args ...string) pdmResult {
+func pdm(t *testing.T, stdin string, args ...string) cmdResult {
 	t.Helper()
-	cmd := pdmCommand(args...)
-	if stdin != "" {
-		cmd.Stdin = strings.NewReader(stdin)
-	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("podman %v: %v", args, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("podman %v: still running after 2 minutes\nstdout: %q\nstderr: %q", args, out.String(), errb.String())
-	}
-	r := pdmResult{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("podman %v: %v", args, err)
-	}
-	t.Logf("podman %v: exit %d in %s\nstdout: %q\nstderr: %q", args, r.code, r.took.Round(time.Millisecond), r.stdout, r.stderr)
-	return r
+	return runCmd(t, pdmCommand(args...), stdin)
 }
 
-// pdmTTY runs `podman ARGS...` on a new pty of size rows x cols, through
-// the steps of dkrTTY. It returns what the terminal showed and podman's
-// exit status.
-func pdmTTY(t *testing.T, rows, cols uint16, steps []dkrStep, args ...string) (string, int) {
+// pdmTTY runs `podman ARGS...` on a new pty through the steps of runOnTTY.
+func pdmTTY(t *testing.T, rows, cols uint16, steps []ttyStep, args ...string) (string, int) {
 	t.Helper()
-	cmd := pdmCommand(args...)
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
-	if err != nil {
-		t.Fatalf("podman %v on a pty: %v", args, err)
-	}
-	defer ptmx.Close()
-	var mu sync.Mutex
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			mu.Lock()
-			out.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				close(copied)
-				return
-			}
-		}
-	}()
-	shown := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	deadline := time.After(2 * time.Minute)
-	seen := 0 // the part of the output earlier steps consumed
-	for i, s := range steps {
-		for s.want != "" {
-			o := shown()
-			if j := strings.Index(o[seen:], s.want); j >= 0 {
-				seen += j + len(s.want)
-				break
-			}
-			select {
-			case <-deadline:
-				cmd.Process.Kill()
-				t.Fatalf("podman %v: step %d: %q never showed; terminal: %q", args, i, s.want, o)
-			case err := <-done:
-				time.Sleep(200 * time.Millisecond)
-				t.Fatalf("podman %v: exited (%v) before step %d showed %q; terminal: %q", args, err, i, s.want, shown())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-		if s.rows > 0 {
-			if err := pty.Setsize(ptmx, &pty.Winsize{Rows: s.rows, Cols: s.cols}); err != nil {
-				t.Fatalf("resize: %v", err)
-			}
-		}
-		if s.input != "" {
-			io.WriteString(ptmx, s.input)
-		}
-	}
-	select {
-	case err = <-done:
-	case <-deadline:
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("podman %v: still running after 2 minutes; terminal: %q", args, shown())
-	}
-	select {
-	case <-copied:
-	case <-time.After(5 * time.Second):
-	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("podman %v: %v", args, err)
-	}
-	t.Logf("podman %v (tty %dx%d): exit %d\nterminal: %q", args, rows, cols, code, shown())
-	return shown(), code
+	return runOnTTY(t, pdmCommand(args...), rows, cols, steps)
 }
 
 // pdmName is a container name unique to this run.
@@ -268,7 +156,7 @@ func pdmInspect(t *testing.T, name, format string) string {
 // pdmSlowExit notes the known gap of docs/podman.md: conmon, a child
 // subreaper, does not exit (nor run podman's cleanup) until runvirt's
 // monitor, reparented to it, exits; an attached podman waits 20 s for it.
-func pdmSlowExit(t *testing.T, r pdmResult) {
+func pdmSlowExit(t *testing.T, r cmdResult) {
 	if r.took > 15*time.Second {
 		t.Logf("known gap (docs/podman.md): podman took %s to return after the container exited", r.took.Round(time.Second))
 	}
@@ -321,7 +209,7 @@ func TestPodmanRunTTY(t *testing.T) {
 	requirePodman(t)
 	name := pdmName("tty")
 	cid := pdmContainer(t, name)
-	out, code := pdmTTY(t, 45, 123, []dkrStep{
+	out, code := pdmTTY(t, 45, 123, []ttyStep{
 		{want: "# ", input: "[ -t 0 ] && echo is-a-\"\"tty; sleep 1; stty size\n"},
 		{want: "45 123", input: "exit 7\n"},
 	}, pdmRun("--rm", "-it", "--cidfile", cid, "--name", name, pdmImage, "sh")...)

@@ -143,22 +143,7 @@ if ! dk image inspect "$image" >/dev/null 2>&1; then
 	say "building and loading $image"
 	work=$(mktemp -d /tmp/runvirt-dimage.XXXXXX)
 	trap 'rm -rf "$work"' EXIT
-	rootfs=$work/rootfs
-	mkdir -p "$work/archive"
-	"$(dirname "$0")/../busybox-rootfs.sh" "$rootfs"
-	tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$work/layer.tar" .
-	layer=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
-	mkdir "$work/archive/$layer"
-	mv "$work/layer.tar" "$work/archive/$layer/layer.tar"
-	cat >"$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]}}
-EOF
-	config=$(sha256sum "$work/config.json" | cut -d' ' -f1)
-	mv "$work/config.json" "$work/archive/$config.json"
-	cat >"$work/archive/manifest.json" <<EOF
-[{"Config":"$config.json","RepoTags":["$image"],"Layers":["$layer/layer.tar"]}]
-EOF
-	tar -C "$work/archive" -cf "$work/busybox.tar" .
+	"$(dirname "$0")/busybox-archive.sh" "$image" "$work/busybox.tar"
 	dk load -i "$work/busybox.tar" >&2
 	dk image inspect "$image" >/dev/null 2>&1 || die "docker load did not create $image"
 fi
