@@ -16,7 +16,7 @@ GUEST_DIR  := build/guest
 # Kernel release of the guest image: the newest installed distro kernel.
 KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
-DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io podman
+DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io podman containernetworking-plugins
 
 .PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean bench
 

@@ -78,9 +78,11 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
-// Create prepares a container whose root filesystem is at rootfs in the guest.
-func (c *Client) Create(ctx context.Context, id string, spec *specs.Spec, rootfs string) error {
-	_, err := c.call(ctx, &Request{Op: OpCreate, Container: id, Spec: spec, Rootfs: rootfs})
+// Create prepares a container whose root filesystem is at rootfs in the
+// guest. sandbox, for a pod's container, is the pod's sandbox container
+// whose namespaces the spec may share (see SandboxNamespace).
+func (c *Client) Create(ctx context.Context, id string, spec *specs.Spec, rootfs, sandbox string) error {
+	_, err := c.call(ctx, &Request{Op: OpCreate, Container: id, Spec: spec, Rootfs: rootfs, Sandbox: sandbox})
 	return err
 }
 

@@ -26,7 +26,7 @@ import (
 
 // ProtocolVersion is bumped whenever a message changes incompatibly. The
 // host refuses an agent that speaks another version.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // MaxFrameSize bounds one JSON frame in either direction. An OCI spec is a
 // few KiB; 1 MiB leaves room for large environments and annotations while
@@ -67,6 +67,10 @@ const (
 // host lays out one subdirectory per container in it (see SharePath).
 const GuestShareDir = "/run/runvirt/shared"
 
+// SandboxNamespace, as the path of a namespace in an OpCreate spec, means
+// the namespace of that type of the pod's sandbox container (Request.Sandbox).
+const SandboxNamespace = "runvirt:sandbox"
+
 // AgentPortName is the name of the virtio-serial port the agent talks on.
 const AgentPortName = "runvirt.agent"
 
@@ -93,6 +97,9 @@ type Request struct {
 	// and the guest path of the root filesystem.
 	Spec   *specs.Spec `json:"spec,omitempty"`
 	Rootfs string      `json:"rootfs,omitempty"`
+	// Sandbox (OpCreate), for a container of a pod, is the pod's sandbox
+	// container: spec namespaces whose path is SandboxNamespace are its.
+	Sandbox string `json:"sandbox,omitempty"`
 
 	// OpExec: the process to run in the container.
 	Process *specs.Process `json:"process,omitempty"`

@@ -87,12 +87,18 @@ func (e *env) mustFail(want string, args ...string) {
 func (e *env) create(id string) (pid int, stdout, stderr *os.File) {
 	e.t.Helper()
 	e.writeSpec()
-	pidFile := filepath.Join(e.bundle, id+".pid")
+	return e.createBundle(id, e.bundle)
+}
+
+// createBundle is create with the given bundle.
+func (e *env) createBundle(id, bundle string) (pid int, stdout, stderr *os.File) {
+	e.t.Helper()
+	pidFile := filepath.Join(bundle, id+".pid")
 	outR, outW, _ := os.Pipe()
 	errR, errW, _ := os.Pipe()
 	// As clients do, send runvirt's own messages to a log: the stand-in
 	// inherits stdout and stderr for the container alone.
-	cmd := e.command("--log", filepath.Join(e.root, "runvirt.log"), "create", "--bundle", e.bundle, "--pid-file", pidFile, id)
+	cmd := e.command("--log", filepath.Join(e.root, "runvirt.log"), "create", "--bundle", bundle, "--pid-file", pidFile, id)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	err := cmd.Run()
 	outW.Close()

@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/agent"
 	"github.com/runvirt/runvirt/config"
 )
 
@@ -61,7 +63,12 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	if err != nil {
 		return nil, err
 	}
-	cgroupPids := append(sandboxPids(c.State.Monitor.Pid), ref.Pid)
+	// A sandbox's VM lives in its cgroup; a pod's other containers only
+	// have their stand-ins in theirs.
+	cgroupPids := []int{ref.Pid}
+	if c.State.Sandbox == c.State.ID {
+		cgroupPids = append(sandboxPids(c.State.Monitor.Pid), ref.Pid)
+	}
 	if _, err := setupHostCgroup(spec, o.ID, cgroupPids); err != nil {
 		syscall.Kill(ref.Pid, syscall.SIGKILL)
 		return nil, err
@@ -133,34 +140,29 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	for _, w := range warns {
 		log.Warn(w)
 	}
-	d := Dir{Root: o.Root, ID: o.ID}
-	if err := os.MkdirAll(o.Root, 0o711); err != nil {
-		return nil, nil, fmt.Errorf("make root %s: %w", o.Root, err)
+	sandbox, err := SandboxOf(o.ID, b.Spec.Annotations)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sandbox != o.ID {
+		return createInPod(ctx, o, b, sandbox)
 	}
 	var cl cleanup
 	defer cl.Run()
-	if err := os.Mkdir(d.Path(), 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, nil, fmt.Errorf("container %s: %w", o.ID, ErrExist)
-		}
-		return nil, nil, fmt.Errorf("make state dir: %w", err)
+	d, lock, err := makeStateDir(o.Root, o.ID, &cl)
+	if err != nil {
+		return nil, nil, err
 	}
-	cl.Add(func() { removeMounted(d.Path()) })
 	if err := d.makeSocketDir(); err != nil {
 		return nil, nil, err
 	}
 	cl.Add(func() { os.RemoveAll(d.SocketDir()) })
-	lock, err := LockDir(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	cl.Add(lock.Unlock)
 
 	guestSpec, err := prepareShare(d, o.ID, b, &cl)
 	if err != nil {
 		return nil, nil, err
 	}
-	guestSpec = forGuest(guestSpec)
+	guestSpec = forGuest(guestSpec, nil)
 
 	specJSON, err := json.Marshal(b.Spec)
 	if err != nil {
@@ -220,11 +222,33 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	}
 	// The guest sets the whole container up here, as runc's init does at
 	// create, so a bad mount or a missing executable fails create.
-	if err := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID)); err != nil {
+	if err := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID), ""); err != nil {
 		return nil, nil, createError(err)
 	}
 	cl.Release()
 	return &created{Container: c, spec: b.Spec}, lock, nil
+}
+
+// makeStateDir makes the container's state directory and takes its lock;
+// undo steps go on cl.
+func makeStateDir(root, id string, cl *cleanup) (Dir, *Lock, error) {
+	d := Dir{Root: root, ID: id}
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return d, nil, fmt.Errorf("make root %s: %w", root, err)
+	}
+	if err := os.Mkdir(d.Path(), 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return d, nil, fmt.Errorf("container %s: %w", id, ErrExist)
+		}
+		return d, nil, fmt.Errorf("make state dir: %w", err)
+	}
+	cl.Add(func() { removeMounted(d.Path()) })
+	lock, err := LockDir(d)
+	if err != nil {
+		return d, nil, err
+	}
+	cl.Add(lock.Unlock)
+	return d, lock, nil
 }
 
 // destroy stops what a container has on the host: its guest processes,
@@ -246,6 +270,8 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 		if err := st.Network.teardown(); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := leaveSandbox(c); err != nil {
+		errs = append(errs, err)
 	}
 	if spec, err := c.Spec(); err == nil {
 		removeHostCgroup(spec, st.ID)
@@ -259,8 +285,10 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 
 // forGuest drops what only means something on the host: hooks run on the
 // host, and the container shares the guest's network namespace, which holds
-// the VM's NICs (the VM is the network boundary).
-func forGuest(s *specs.Spec) *specs.Spec {
+// the VM's NICs (the VM is the network boundary). Other namespaces are new
+// in the guest, except those of shared (a pod's container sharing its
+// sandbox container's): their path becomes agent.SandboxNamespace.
+func forGuest(s *specs.Spec, shared []specs.LinuxNamespaceType) *specs.Spec {
 	g := *s
 	g.Hooks = nil
 	if s.Linux != nil {
@@ -271,6 +299,9 @@ func forGuest(s *specs.Spec) *specs.Spec {
 				continue
 			}
 			ns.Path = ""
+			if slices.Contains(shared, ns.Type) {
+				ns.Path = agent.SandboxNamespace
+			}
 			l.Namespaces = append(l.Namespaces, ns)
 		}
 		g.Linux = &l

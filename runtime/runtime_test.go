@@ -130,7 +130,7 @@ func TestForGuest(t *testing.T) {
 			{Type: specs.MountNamespace},
 		}},
 	}
-	g := forGuest(s)
+	g := forGuest(s, nil)
 	if g.Hooks != nil {
 		t.Error("hooks run on the host, not in the guest")
 	}
@@ -196,8 +196,16 @@ func TestShareBindMountsAndCleanup(t *testing.T) {
 		t.Error("a ro bind mount must be read-only on the host side of the share too")
 	}
 	cl.Run()
-	if left, _ := mountsUnder(d.Path()); len(left) != 0 {
+	if left, _ := mountsUnder(filepath.Join(d.Share(), "c1")); len(left) != 0 {
 		t.Fatalf("mounts left: %v", left)
+	}
+	// The share itself is a mount (shared propagation) until the state
+	// directory goes.
+	if left, _ := mountsUnder(d.Path()); len(left) != 1 || left[0] != d.Share() {
+		t.Errorf("mounts under the state dir: %v, want the share alone", left)
+	}
+	if err := removeMounted(d.Path()); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(bundle, "rootfs", "keep")); err != nil {
 		t.Fatal("cleanup must never remove the user's files")

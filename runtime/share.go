@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,12 +24,9 @@ import (
 // the share and returns a copy of the spec rewritten for the guest. Undo
 // steps go on cl.
 func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error) {
-	// Traversable by all: root in a container's user namespace is not root
-	// on these directories. The state directory above stays private.
-	if err := os.MkdirAll(d.Share(), 0o711); err != nil {
-		return nil, fmt.Errorf("make share: %w", err)
+	if err := makeShare(d.Share()); err != nil {
+		return nil, err
 	}
-	os.Chmod(d.Share(), 0o711)
 	base := filepath.Join(d.Share(), cid)
 	cl.Add(func() { removeMounted(base) })
 
@@ -118,9 +116,46 @@ func isBind(m specs.Mount) bool {
 	return false
 }
 
+// makeShare makes the share directory, once per sandbox. It is a mount of
+// its own with shared propagation in a peer group of its own: virtiofsd
+// runs in a mount namespace whose mounts are slaves of the host's, so what
+// is bound into the share later (a pod's next container) reaches it, and
+// what is unmounted leaves it.
+func makeShare(share string) error {
+	// Traversable by all: root in a container's user namespace is not root
+	// on these directories. The state directory above stays private.
+	if err := os.MkdirAll(share, 0o711); err != nil {
+		return fmt.Errorf("make share: %w", err)
+	}
+	os.Chmod(share, 0o711)
+	mounts, err := mountsUnder(share)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(mounts, share) {
+		return nil
+	}
+	if err := unix.Mount(share, share, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind share %s: %w", share, err)
+	}
+	// Private first: a bind joins its source's peer group, and the share
+	// must not swap mount events with the filesystem it lives on.
+	if err := unix.Mount("", share, "", unix.MS_PRIVATE, ""); err != nil {
+		unix.Unmount(share, unix.MNT_DETACH)
+		return fmt.Errorf("make share %s private: %w", share, err)
+	}
+	if err := unix.Mount("", share, "", unix.MS_SHARED, ""); err != nil {
+		unix.Unmount(share, unix.MNT_DETACH)
+		return fmt.Errorf("make share %s shared: %w", share, err)
+	}
+	return nil
+}
+
 // bindMount binds src (a file or a directory) onto dst, creating dst, and
-// makes it read-only if asked. Its propagation is private so that nothing
-// mounted later below the source leaks into the share.
+// makes it read-only if asked (recursively for a recursive bind). The bind
+// is cut off from the source's propagation before it is attached, so that
+// nothing mounted later below the source leaks into the share, and it is
+// read-only before the share's propagation copies it anywhere.
 func bindMount(src, dst string, recursive, readonly bool) error {
 	st, err := os.Stat(src)
 	if err != nil {
@@ -141,22 +176,24 @@ func bindMount(src, dst string, recursive, readonly bool) error {
 	if err != nil {
 		return fmt.Errorf("make mountpoint: %w", err)
 	}
-	flags := uintptr(unix.MS_BIND)
+	flags := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
 	if recursive {
-		flags |= unix.MS_REC
+		flags |= unix.AT_RECURSIVE
 	}
-	if err := unix.Mount(src, dst, "", flags, ""); err != nil {
-		return fmt.Errorf("bind %s to %s: %w", src, dst, err)
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, uint(flags))
+	if err != nil {
+		return fmt.Errorf("bind %s: %w", src, err)
 	}
-	if err := unix.Mount("", dst, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		unix.Unmount(dst, unix.MNT_DETACH)
-		return fmt.Errorf("make %s private: %w", dst, err)
-	}
+	defer unix.Close(fd)
+	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
 	if readonly {
-		if err := unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			unix.Unmount(dst, unix.MNT_DETACH)
-			return fmt.Errorf("make %s read-only: %w", dst, err)
-		}
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
+	}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return fmt.Errorf("bind %s: set attributes: %w", src, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind %s to %s: %w", src, dst, err)
 	}
 	return nil
 }

@@ -244,11 +244,22 @@ func (s *Server) create(req *agent.Request) error {
 	}
 	// The setup takes a while (a mount can hang): other requests go on
 	// meanwhile.
+	sandboxPid := 0
+	if req.Sandbox != "" && req.Sandbox != id {
+		sb, ok := s.containers[req.Sandbox]
+		if !ok {
+			s.mu.Unlock()
+			return notFound("pod sandbox container %s does not exist", req.Sandbox)
+		}
+		if init := sb.procs[""]; !isClosed(init.exited) {
+			sandboxPid = init.pid
+		}
+	}
 	s.creating[id] = true
 	s.mu.Unlock()
 
 	s.reaper.Lock()
-	init, err := SpawnInit(id, req.Spec, req.Rootfs, p.child)
+	init, err := SpawnPodInit(id, req.Spec, req.Rootfs, p.child, sandboxPid)
 	var exitCh <-chan int
 	if err == nil {
 		exitCh = s.reaper.registerLocked(init.Process.Pid)

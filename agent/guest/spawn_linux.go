@@ -26,6 +26,7 @@ import (
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/agent"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,6 +126,13 @@ type childReport struct {
 // is set, Init.Console is the master of the process's pty (made in the container's
 // devpts, sized to ConsoleSize).
 func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, error) {
+	return SpawnPodInit(id, spec, rootfs, stdio, 0)
+}
+
+// SpawnPodInit is SpawnInit for a container of a pod: the namespaces whose
+// path in spec is agent.SandboxNamespace are those of sandboxPid (the pod's
+// sandbox container's init) instead of new ones.
+func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandboxPid int) (*Init, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
 	}
@@ -134,7 +142,14 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, 
 	if err := validateUserNS(spec.Linux); err != nil {
 		return nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
+	joins, err := sandboxJoins(spec, sandboxPid)
+	if err != nil {
+		return nil, fmt.Errorf("spawn init %s: %w", id, err)
+	}
 	flags, newCgroupNS := initCloneFlags(spec)
+	for _, j := range joins {
+		flags &^= uintptr(j.flag)
+	}
 	cfg := &childConfig{
 		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
 		NewCgroupNS: newCgroupNS, Terminal: spec.Process.Terminal,
@@ -150,7 +165,12 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, 
 	if cg != nil {
 		defer cg.Close()
 	}
-	init, err := spawnInitChild(cfg, stdio, sys, cg)
+	var init *Init
+	if len(joins) == 0 {
+		init, err = spawnInitChild(cfg, stdio, sys, cg)
+	} else {
+		init, err = spawnJoined(joins, func() (*Init, error) { return spawnInitChild(cfg, stdio, sys, cg) })
+	}
 	if err != nil {
 		if cg != nil {
 			// Best effort: the child may still be exiting (EBUSY), and an
@@ -160,6 +180,75 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, 
 		return nil, wrapSpawnError("spawn init "+id, err)
 	}
 	return init, nil
+}
+
+// nsJoin is a namespace a new init joins instead of making its own.
+type nsJoin struct {
+	name string // as in /proc/<pid>/ns/
+	flag int
+	pid  int
+}
+
+// sandboxJoins lists the namespaces of spec that are the pod sandbox's.
+func sandboxJoins(spec *specs.Spec, sandboxPid int) ([]nsJoin, error) {
+	if spec.Linux == nil {
+		return nil, nil
+	}
+	names := map[specs.LinuxNamespaceType]nsJoin{
+		specs.IPCNamespace: {name: "ipc", flag: unix.CLONE_NEWIPC},
+		specs.UTSNamespace: {name: "uts", flag: unix.CLONE_NEWUTS},
+		specs.PIDNamespace: {name: "pid", flag: unix.CLONE_NEWPID},
+	}
+	var out []nsJoin
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Path != agent.SandboxNamespace {
+			continue
+		}
+		j, ok := names[ns.Type]
+		if !ok {
+			return nil, fmt.Errorf("the %s namespace cannot be shared with the pod sandbox", ns.Type)
+		}
+		if sandboxPid <= 0 {
+			return nil, fmt.Errorf("%s namespace: the pod sandbox container is not running", ns.Type)
+		}
+		if newUserNS(spec) {
+			return nil, fmt.Errorf("%s namespace: a container with its own user namespace cannot share the pod sandbox's", ns.Type)
+		}
+		j.pid = sandboxPid
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// spawnJoined runs spawn on a locked OS thread that has joined the given
+// namespaces first (a child inherits its namespaces from the forking
+// thread). The thread is never unlocked: the runtime ends it afterwards.
+func spawnJoined(joins []nsJoin, spawn func() (*Init, error)) (*Init, error) {
+	type result struct {
+		init *Init
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		for _, j := range joins {
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", j.pid, j.name))
+			if err != nil {
+				done <- result{nil, fmt.Errorf("open the pod sandbox's %s namespace: %w", j.name, err)}
+				return
+			}
+			err = unix.Setns(int(f.Fd()), j.flag)
+			f.Close()
+			if err != nil {
+				done <- result{nil, fmt.Errorf("join the pod sandbox's %s namespace: %w", j.name, err)}
+				return
+			}
+		}
+		init, err := spawn()
+		done <- result{init, err}
+	}()
+	r := <-done
+	return r.init, r.err
 }
 
 // wrapSpawnError adds context to a setup error but returns an ExecError as it
@@ -698,7 +787,8 @@ func applyFromParent(pid int, p *specs.Process) error {
 	return nil
 }
 
-// setUTS applies hostname and domainname; the UTS namespace is always new.
+// setUTS applies hostname and domainname, in the container's new UTS
+// namespace or, in a pod, the sandbox's (as runc sets it in a joined one).
 func setUTS(spec *specs.Spec) error {
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {

@@ -107,7 +107,7 @@ func ctrdProcsOf(id string) []string {
 			continue
 		}
 		cl := strings.ReplaceAll(string(b), "\x00", " ")
-		if strings.Contains(cl, "/runc/default/"+id+"/") || strings.Contains(cl, "-name runvirt-"+id+" ") ||
+		if strings.Contains(cl, "/runc/default/"+id+"/") || strings.Contains(cl, "/runc/k8s.io/"+id+"/") || strings.Contains(cl, "-name runvirt-"+id+" ") ||
 			strings.Contains(cl, " monitor "+id) || strings.Contains(cl, " stand-in "+id) {
 			out = append(out, en.Name()+":"+cl)
 		}

@@ -18,6 +18,11 @@
 #   RUNVIRT_CONTAINERD_ROOT     containerd's root (/var/lib/runvirt-containerd)
 #   RUNVIRT_IMAGE               image name (localhost/busybox:runvirt)
 #
+# The CRI plugin is set up for Kubernetes pods too: a RuntimeClass handler
+# "runvirt", the pause image localhost/pause:runvirt (built here), and a CNI
+# bridge network "runvirt-pods" (10.99.0.0/24 on the host bridge rv-cni0,
+# Debian's containernetworking-plugins).
+#
 # Prints the socket's path as its last line.
 set -euo pipefail
 
@@ -29,6 +34,9 @@ conf=$state/config.toml
 log=$state/containerd.log
 runvirt=${RUNVIRT_BIN:-$repo/bin/runvirt}
 image=${RUNVIRT_IMAGE:-localhost/busybox:runvirt}
+pause_image=localhost/pause:runvirt
+cni_conf=$state/cni
+cni_bin=/usr/lib/cni
 
 say() { echo "setup-containerd: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -37,15 +45,38 @@ die() { say "$*"; exit 1; }
 [ -x "$runvirt" ] || die "$runvirt is missing (run: make)"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
 
-# 1. containerd, ctr and the runc shim.
+# 1. containerd, ctr, the runc shim and the CNI plugins.
 if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null ||
-	! command -v containerd-shim-runc-v2 >/dev/null; then
-	say "installing containerd"
+	! command -v containerd-shim-runc-v2 >/dev/null || [ ! -x "$cni_bin/bridge" ]; then
+	say "installing containerd and the CNI plugins"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd containernetworking-plugins >&2
 fi
 
-mkdir -p "$state" "$croot"
+mkdir -p "$state" "$croot" "$cni_conf"
+
+# The pods' network: a bridge with NAT, addresses from host-local IPAM.
+cat >"$cni_conf/10-runvirt-pods.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "runvirt-pods",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "rv-cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.99.0.0/24"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "$state/cni-ipam"
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
 
 # 2. runvirt's own config: which kernel and initrd the VMs boot.
 if [ -z "${RUNVIRT_CONFIG:-}" ]; then
@@ -79,6 +110,10 @@ state = "$state"
 
 [plugins."io.containerd.grpc.v1.cri"]
   restrict_oom_score_adj = true
+  sandbox_image = "$pause_image"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$cni_bin"
+    conf_dir = "$cni_conf"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -124,39 +159,56 @@ else
 	ctr --address "$sock" version >/dev/null 2>&1 || die "containerd did not come up on $sock; see $log"
 fi
 
-# 5. A busybox image, built here (no registry needed) as an OCI image layout.
-if ! ctr --address "$sock" images ls -q | grep -qx "$image"; then
-	say "building and importing $image"
-	work=$(mktemp -d /tmp/runvirt-image.XXXXXX)
-	trap 'rm -rf "$work"' EXIT
-	rootfs=$work/rootfs
-	mkdir -p "$work/oci/blobs/sha256"
-	"$(dirname "$0")/../busybox-rootfs.sh" "$rootfs"
+# 5. Images, built here (no registry needed) as OCI image layouts: busybox
+# in the default namespace (ctr) and in k8s.io (the CRI plugin's), and the
+# pods' pause image in k8s.io.
+work=$(mktemp -d /tmp/runvirt-image.XXXXXX)
+trap 'rm -rf "$work"' EXIT
 
+# has_image NAMESPACE NAME (grep reads all: with -q, ctr could die of
+# SIGPIPE, and pipefail would call that a failure)
+has_image() { ctr --address "$sock" -n "$1" images ls -q | grep -x "$2" >/dev/null; }
+
+# import_image NAMESPACE NAME ROOTFS CMD-JSON
+import_image() {
+	local ns=$1 name=$2 rootfs=$3 cmd=$4 dir
+	has_image "$ns" "$name" && return 0
+	say "importing $name into namespace $ns"
+	dir=$(mktemp -d "$work/oci.XXXXXX")
+	mkdir -p "$dir/oci/blobs/sha256"
 	blob() { # blob FILE -> prints "sha256:HEX SIZE", moves FILE into blobs/
 		local hex size
 		hex=$(sha256sum "$1" | cut -d' ' -f1)
 		size=$(stat -c %s "$1")
-		mv "$1" "$work/oci/blobs/sha256/$hex"
+		mv "$1" "$dir/oci/blobs/sha256/$hex"
 		echo "sha256:$hex $size"
 	}
-	tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$work/layer.tar" .
-	read -r layer layer_size < <(blob "$work/layer.tar")
-	cat >"$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["$layer"]}}
+	tar -C "$rootfs" --numeric-owner --owner=0 --group=0 -cf "$dir/layer.tar" .
+	read -r layer layer_size < <(blob "$dir/layer.tar")
+	cat >"$dir/config.json" <<EOF
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["$layer"]}}
 EOF
-	read -r config config_size < <(blob "$work/config.json")
-	cat >"$work/manifest.json" <<EOF
+	read -r config config_size < <(blob "$dir/config.json")
+	cat >"$dir/manifest.json" <<EOF
 {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"$layer","size":$layer_size}]}
 EOF
-	read -r manifest manifest_size < <(blob "$work/manifest.json")
-	cat >"$work/oci/index.json" <<EOF
-{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$image","org.opencontainers.image.ref.name":"${image##*:}"}}]}
+	read -r manifest manifest_size < <(blob "$dir/manifest.json")
+	cat >"$dir/oci/index.json" <<EOF
+{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"${name##*:}"}}]}
 EOF
-	echo '{"imageLayoutVersion":"1.0.0"}' >"$work/oci/oci-layout"
-	tar -C "$work/oci" -cf "$work/busybox-oci.tar" .
-	ctr --address "$sock" images import "$work/busybox-oci.tar" >&2
-	ctr --address "$sock" images ls -q | grep -qx "$image" || die "import did not create $image"
-fi
+	echo '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci/oci-layout"
+	tar -C "$dir/oci" -cf "$dir/image.tar" .
+	ctr --address "$sock" -n "$ns" images import "$dir/image.tar" >&2
+	has_image "$ns" "$name" || die "import did not create $name in $ns"
+}
+
+busybox=$work/busybox
+"$(dirname "$0")/../busybox-rootfs.sh" "$busybox"
+import_image default "$image" "$busybox" '["sh"]'
+import_image k8s.io "$image" "$busybox" '["sh"]'
+pauseroot=$work/pause
+mkdir -p "$pauseroot"
+CGO_ENABLED=0 ${GO:-go} build -C "$repo" -trimpath -o "$pauseroot/pause" ./integration/clients/pause
+import_image k8s.io "$pause_image" "$pauseroot" '["/pause"]'
 
 echo "$sock"
