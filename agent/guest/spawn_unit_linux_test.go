@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/agent"
 	"golang.org/x/sys/unix"
 )
 
@@ -388,5 +389,44 @@ func TestValidateUserNS(t *testing.T) {
 	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: userNS}}
 	if !newUserNS(spec) || newUserNS(&specs.Spec{}) {
 		t.Error("newUserNS wrong")
+	}
+}
+
+func TestSandboxJoins(t *testing.T) {
+	sb := specs.LinuxNamespace{Path: agent.SandboxNamespace}
+	with := func(types ...specs.LinuxNamespaceType) *specs.Spec {
+		s := &specs.Spec{Linux: &specs.Linux{}}
+		for _, typ := range types {
+			n := sb
+			n.Type = typ
+			s.Linux.Namespaces = append(s.Linux.Namespaces, n)
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.MountNamespace})
+		return s
+	}
+	joins, err := sandboxJoins(with(specs.IPCNamespace, specs.UTSNamespace, specs.PIDNamespace), 42)
+	if err != nil || len(joins) != 3 {
+		t.Fatalf("joins %+v, %v", joins, err)
+	}
+	for _, j := range joins {
+		if j.pid != 42 {
+			t.Errorf("join %+v: want pid 42", j)
+		}
+	}
+	if joins, err := sandboxJoins(with(), 42); err != nil || len(joins) != 0 {
+		t.Errorf("no shared namespaces: %+v, %v", joins, err)
+	}
+	if _, err := sandboxJoins(with(specs.IPCNamespace), 0); err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("no sandbox: %v", err)
+	}
+	if _, err := sandboxJoins(with(specs.MountNamespace), 42); err == nil || !strings.Contains(err.Error(), "cannot be shared") {
+		t.Errorf("mount namespace: %v", err)
+	}
+	s := with(specs.IPCNamespace)
+	s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+	s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 1}}
+	s.Linux.GIDMappings = s.Linux.UIDMappings
+	if _, err := sandboxJoins(s, 42); err == nil || !strings.Contains(err.Error(), "user namespace") {
+		t.Errorf("user namespace: %v", err)
 	}
 }
