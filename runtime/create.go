@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	goruntime "runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -140,6 +141,7 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	for _, w := range warns {
 		log.Warn(w)
 	}
+	sc = sc.SizeFor(b.Spec, goruntime.NumCPU())
 	sandbox, err := SandboxOf(o.ID, b.Spec.Annotations)
 	if err != nil {
 		return nil, nil, err

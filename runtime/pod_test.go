@@ -83,3 +83,31 @@ func TestSandboxNamespacesForGuest(t *testing.T) {
 		t.Error("forGuest changed the caller's spec")
 	}
 }
+
+func TestSizeFor(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	u64 := func(v uint64) *uint64 { return &v }
+	base := SandboxConfig{VCPUs: 1, MemoryMiB: 256}
+	for _, tc := range []struct {
+		name     string
+		res      *specs.LinuxResources
+		cpus, mb int
+	}{
+		{"none", nil, 1, 256},
+		{"small memory limit keeps the floor", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(128 << 20)}}, 1, 256},
+		{"large memory limit grows the vm", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(1 << 30)}}, 1, 1024 + guestKernelMiB},
+		{"unlimited memory", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(-1)}}, 1, 256},
+		{"half a cpu", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(50000), Period: u64(100000)}}, 1, 256},
+		{"2.5 cpus", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(250000), Period: u64(100000)}}, 3, 256},
+		{"capped at the host", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(1600000), Period: u64(100000)}}, 4, 256},
+		{"cpuset", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0-1,3"}}, 3, 256},
+		{"cpuset smaller than quota", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "2", Quota: i64(300000), Period: u64(100000)}}, 1, 256},
+		{"bad cpuset", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "3-1"}}, 1, 256},
+	} {
+		s := &specs.Spec{Linux: &specs.Linux{Resources: tc.res}}
+		got := base.SizeFor(s, 4)
+		if got.VCPUs != tc.cpus || got.MemoryMiB != tc.mb {
+			t.Errorf("%s: %d vCPUs, %d MiB; want %d, %d", tc.name, got.VCPUs, got.MemoryMiB, tc.cpus, tc.mb)
+		}
+	}
+}

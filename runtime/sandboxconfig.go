@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/config"
 	"github.com/runvirt/runvirt/hypervisor"
 )
@@ -93,4 +96,62 @@ func configName(c *config.Config) string {
 		return c.Source
 	}
 	return config.SystemPath
+}
+
+// guestKernelMiB is what the guest kernel keeps of the VM's memory (its
+// image, reserved memory, page tables): measured at ~50 MiB of 256.
+const guestKernelMiB = 64
+
+// SizeFor grows the VM to hold the container's own limits: a container
+// limited to more memory than the configured VM has gets that much plus the
+// guest kernel's share, and one allowed more CPUs (quota/period, or its
+// cpuset) gets that many vCPUs, up to the host's. The configured size is
+// the floor: a VM never shrinks below it.
+func (sc SandboxConfig) SizeFor(spec *specs.Spec, hostCPUs int) SandboxConfig {
+	if spec == nil || spec.Linux == nil || spec.Linux.Resources == nil {
+		return sc
+	}
+	r := spec.Linux.Resources
+	if m := r.Memory; m != nil && m.Limit != nil && *m.Limit > 0 {
+		need := int((*m.Limit+(1<<20)-1)>>20) + guestKernelMiB
+		sc.MemoryMiB = max(sc.MemoryMiB, need)
+	}
+	if c := r.CPU; c != nil {
+		want := 0
+		if c.Quota != nil && *c.Quota > 0 && c.Period != nil && *c.Period > 0 {
+			want = int((uint64(*c.Quota) + *c.Period - 1) / *c.Period)
+		}
+		if n := cpusetSize(c.Cpus); n > 0 && (want == 0 || n < want) {
+			want = n
+		}
+		if hostCPUs > 0 {
+			want = min(want, hostCPUs)
+		}
+		sc.VCPUs = max(sc.VCPUs, want)
+	}
+	return sc
+}
+
+// cpusetSize counts the CPUs of a cpuset list ("0-3,6"); 0 if empty or
+// malformed.
+func cpusetSize(s string) int {
+	n := 0
+	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(strings.TrimSpace(lo))
+		if err != nil {
+			return 0
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil || b < a {
+				return 0
+			}
+		}
+		n += b - a + 1
+	}
+	return n
 }

@@ -300,7 +300,8 @@ func TestDockerDetached(t *testing.T) {
 
 // TestDockerUserOptions: what users pass every day reaches the workload in
 // the guest: bind mounts (rw and :ro), --tmpfs, -e, -w, -u, --hostname,
-// --init, --memory and --cpus (as the container's cgroup in the guest).
+// --init, --memory and --cpus (as the container's cgroup in the guest, and
+// the VM grown to hold the memory limit).
 func TestDockerUserOptions(t *testing.T) {
 	requireDocker(t)
 	dir := t.TempDir()
@@ -324,21 +325,30 @@ echo t >/x/t && echo tmpfs-ok; grep -q "^tmpfs /x tmpfs" /proc/mounts && echo tm
 echo "init=$(cat /proc/1/comm)"
 cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
 echo "memory.max=$(cat $cg/memory.max) cpu.max=$(cat $cg/cpu.max)"
+echo "memtotal-kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
 `
 	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name,
 		"-v", rw+":/rw", "-v", ro+":/ro:ro", "--tmpfs", "/x", "-e", "FOO=bar", "-w", "/rw",
-		"-u", "1000:1000", "--hostname", "myhost", "--init", "--memory", "128m", "--cpus", "0.5",
+		"-u", "1000:1000", "--hostname", "myhost", "--init", "--memory", "512m", "--cpus", "0.5",
 		dkrImage, "sh", "-c", script)...)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	for _, want := range []string{
 		"pwd=/rw id=1000:1000 foo=bar host=myhost", "rw-ok", "ro=host-data", "ro-ok",
-		"tmpfs-ok", "tmpfs-mounted", "init=docker-init", "memory.max=134217728 cpu.max=50000 100000",
+		"tmpfs-ok", "tmpfs-mounted", "init=docker-init", "memory.max=536870912 cpu.max=50000 100000",
 	} {
 		if !strings.Contains(r.stdout, want+"\n") {
 			t.Errorf("the workload did not print %q", want)
 		}
+	}
+	// The VM grew to hold the limit (the configured 256 MiB would not).
+	var memKB int
+	if i := strings.Index(r.stdout, "memtotal-kb="); i >= 0 {
+		fmt.Sscanf(r.stdout[i:], "memtotal-kb=%d", &memKB)
+	}
+	if memKB < 512<<10 {
+		t.Errorf("the guest has %d KiB of memory, less than the container's 512 MiB limit", memKB)
 	}
 	b, err := os.ReadFile(filepath.Join(rw, "out"))
 	if err != nil || string(b) != "guest-wrote\n" {
