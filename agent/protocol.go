@@ -129,8 +129,15 @@ type Request struct {
 // ("10.0.0.2/24", "fd00::2/64"); IPv6 link-local addresses are left out, as
 // the guest kernel derives the same ones from the same MAC.
 type Interface struct {
-	Name      string     `json:"name"` // the interface's name in the namespace (eth0)
-	MAC       string     `json:"mac"`
+	Name string `json:"name"` // the interface's name in the namespace (eth0)
+	MAC  string `json:"mac"`
+	// BootMAC, when set, is the MAC the NIC was booted with (a spare NIC
+	// that an interface took over after boot): the guest finds the NIC by
+	// it and gives it MAC.
+	BootMAC string `json:"boot_mac,omitempty"`
+	// Spare: a NIC no interface stands behind yet. The guest keeps it out
+	// of the containers' sight until an interface takes it over.
+	Spare     bool       `json:"spare,omitempty"`
 	MTU       int        `json:"mtu,omitempty"`
 	Addrs     []string   `json:"addrs,omitempty"`
 	Routes    []Route    `json:"routes,omitempty"`

@@ -44,6 +44,9 @@ type Config struct {
 	KernelParams string   `toml:"kernel_params"`
 	BootTimeout  Duration `toml:"boot_timeout"`
 	Debug        bool     `toml:"debug"`
+	// LateNetwork gives a VM whose network namespace is new (and may be
+	// filled after boot, as docker does) a spare NIC for it.
+	LateNetwork bool `toml:"late_network"`
 
 	// Source is the file the configuration came from, or "" for defaults.
 	Source string `toml:"-"`
@@ -78,6 +81,7 @@ func Default() *Config {
 		Accel:       "auto",
 		SharedFS:    "virtio-fs",
 		Transport:   "auto",
+		LateNetwork: true,
 		BootTimeout: Duration{60 * time.Second},
 	}
 }

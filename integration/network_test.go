@@ -232,3 +232,97 @@ func interfaceBlocks(s string) []string {
 	}
 	return blocks
 }
+
+// A new network namespace that nobody fills (ctr's default, docker
+// --network none) gives a guest with loopback only; the namespace is the
+// stand-in's, and delete leaves neither of them.
+func TestNetworkNewNamespaceLoopbackOnly(t *testing.T) {
+	e := newEnv(t)
+	e.spec.Process.Args = []string{"sh", "-c", "ip -o link | cut -d: -f2"}
+	r := e.runArgs("lo", e.spec.Process.Args...)
+	if r.code != 0 || strings.Fields(r.stdout)[0] != "lo" || len(strings.Fields(r.stdout)) != 1 {
+		t.Errorf("links in the guest: %q (exit %d), want lo alone", r.stdout, r.code)
+	}
+}
+
+// lateVeth is the shell that fills the network namespace of process $pid
+// as docker does after the VM booted: a veth pair, one end moved into the
+// namespace as eth0 with 10.201.N.2/24 and a default route, the other end
+// (named host) on the host with 10.201.N.1/24.
+func lateVeth(host string, n int) string {
+	return fmt.Sprintf(`set -e
+ip link add %[1]s type veth peer name eth0 netns "$pid"
+nsenter --net=/proc/"$pid"/ns/net sh -c 'ip addr add 10.201.%[2]d.2/24 dev eth0 && ip link set eth0 up && ip route add default via 10.201.%[2]d.1'
+ip addr add 10.201.%[2]d.1/24 dev %[1]s
+ip link set %[1]s up
+`, host, n)
+}
+
+// docker ≤ 27 fills the namespace from its prestart hook, docker ≥ 28
+// between create and start: either way the guest gets the interface.
+func TestNetworkFilledAfterBoot(t *testing.T) {
+	for i, when := range []string{"prestart-hook", "before-start"} {
+		t.Run(when, func(t *testing.T) {
+			if !inPath("ip") || !inPath("nsenter") {
+				t.Fatal("integration prerequisite missing: ip and nsenter (iproute2, util-linux)")
+			}
+			e := newEnv(t)
+			host := fmt.Sprintf("rvl%d%d", i, os.Getpid()%100000)
+			t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
+			script := lateVeth(host, i)
+			if when == "prestart-hook" {
+				e.spec.Hooks = &specs.Hooks{Prestart: []specs.Hook{{
+					Path: "/bin/sh",
+					Args: []string{"sh", "-c", `pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p'); ` + script},
+					Env:  []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+				}}}
+			}
+			caps := e.spec.Process.Capabilities
+			caps.Bounding = append(caps.Bounding, "CAP_NET_RAW")
+			caps.Effective, caps.Permitted = caps.Bounding, caps.Bounding
+			e.spec.Process.Args = []string{"sleep", "600"}
+			pid, _, _ := e.create("late")
+			if when == "before-start" {
+				cmd := exec.Command("sh", "-c", script)
+				cmd.Env = append(os.Environ(), fmt.Sprintf("pid=%d", pid))
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("fill the namespace: %v\n%s", err, out)
+				}
+			}
+			e.mustRun("start", "late")
+			ip := fmt.Sprintf("10.201.%d.2", i)
+			gw := fmt.Sprintf("10.201.%d.1", i)
+			addrs := e.mustRun("exec", "late", "ip", "addr")
+			mac := ""
+			if out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), "ip", "-o", "link", "show", "eth0").Output(); err == nil {
+				if _, rest, ok := strings.Cut(string(out), "link/ether "); ok {
+					mac = strings.Fields(rest)[0]
+				}
+			}
+			found := false
+			for _, block := range interfaceBlocks(addrs) {
+				if strings.Contains(block, "inet "+ip+"/24") {
+					found = true
+					if mac == "" || !strings.Contains(block, "link/ether "+mac) || !strings.Contains(block, "eth0") {
+						t.Errorf("the interface with %s is not eth0 with the veth's mac %q:\n%s", ip, mac, block)
+					}
+				}
+			}
+			if !found || len(interfaceBlocks(addrs)) != 2 {
+				t.Errorf("want lo and eth0 with %s in the guest:\n%s", ip, addrs)
+			}
+			if routes := e.mustRun("exec", "late", "ip", "route"); !strings.Contains(routes, "default via "+gw) {
+				t.Errorf("no default route via %s:\n%s", gw, routes)
+			}
+			e.mustRun("exec", "late", "ping", "-c", "1", "-W", "20", gw)
+			if out, err := exec.Command("/bin/busybox", "ping", "-c", "1", "-W", "20", ip).CombinedOutput(); err != nil {
+				t.Errorf("ping %s from the host: %v\n%s", ip, err, out)
+			}
+			e.mustRun("delete", "--force", "late")
+			reapStandIn(t, pid, 30*time.Second)
+			if _, err := os.Stat(e.root + "/late"); err == nil {
+				t.Error("state left")
+			}
+		})
+	}
+}

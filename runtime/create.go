@@ -17,6 +17,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
 	"github.com/runvirt/runvirt/config"
+	"golang.org/x/sys/unix"
 )
 
 // CreateOptions are the inputs of `runvirt create` (and of run).
@@ -56,9 +57,15 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	if o.PreserveFDs > 0 {
 		o.Log.Warn("--preserve-fds: file descriptors cannot cross into the VM; ignoring them", "count", o.PreserveFDs)
 	}
+	ns := nsPlanOf(spec)
+	if n := c.State.Network; n != nil && n.Own {
+		// The namespace runvirt made for the container stands for the new
+		// one the spec asks for.
+		ns = ns.joining(unix.CLONE_NEWNET, n.NetNS)
+	}
 	ref, err := spawnStandIn(standInSpec{
 		g: o.Globals, d: c.Dir, terminal: spec.Process.Terminal,
-		consoleSocket: o.ConsoleSocket, ns: nsPlanOf(spec),
+		consoleSocket: o.ConsoleSocket, ns: ns,
 		stdio: []*os.File{o.Stdin, o.Stdout, o.Stderr},
 	})
 	if err != nil {
@@ -88,6 +95,14 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	st := c.OCIState(StatusCreated)
 	for _, k := range []hookKind{hookCreateRuntime, hookCreateContainer, hookPrestart} {
 		if err := runHooks(spec.Hooks, k, st); err != nil {
+			return nil, err
+		}
+	}
+	// docker ≤ 27 has filled the network namespace from its prestart hook.
+	if plumbed, err := plumbLate(ctx, c.Container, o.Log); err != nil {
+		return nil, err
+	} else if plumbed {
+		if err := SaveState(c.Dir, c.State); err != nil {
 			return nil, err
 		}
 	}
@@ -176,6 +191,12 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	network, err := plumbNetwork(b.Spec, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	if network == nil && sc.LateNetwork && wantsNewNetNS(b.Spec) {
+		// Filled later, if at all (docker): see netlate.go.
+		if network, err = setupLateNetwork(d.Path()); err != nil {
+			return nil, nil, err
+		}
 	}
 	cl.Add(func() { network.teardown() })
 	st := &State{

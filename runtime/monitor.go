@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	goruntime "runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,6 +67,11 @@ type vmHandles struct {
 // the pipe on which the starting verb waits; it is closed once the VM's agent
 // has said hello, or after the error has been written.
 func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
+	// QEMU and virtiofsd die with the thread that started them
+	// (PR_SET_PDEATHSIG is per thread): start them from this goroutine's
+	// thread, kept for the monitor's life, never from one that Go may end
+	// (a thread whose locked goroutine exits is terminated).
+	goruntime.LockOSThread()
 	st, err := LoadState(d)
 	if err != nil {
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -305,7 +312,10 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 	if err != nil {
 		return h, hello, err
 	}
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// QEMU's complaints go to the monitor log, and the last of them into
+	// a boot error: a failed create removes the log with the state.
+	qemuErr := &tailWriter{max: 1024}
+	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, qemuErr)
 	log.Debug("starting qemu", "args", cmd.Args)
 	if err := cmd.Start(); err != nil {
 		return h, hello, fmt.Errorf("start qemu: %w", err)
@@ -338,7 +348,7 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 	h.conn.SetReadDeadline(deadline)
 	if err := agent.ReadFrame(h.conn, &hello); err != nil {
 		if isClosed(h.qemuDone) {
-			return h, hello, bootError(d, fmt.Errorf("qemu exited during boot (%s)", cmd.ProcessState))
+			return h, hello, bootError(d, fmt.Errorf("qemu exited during boot (%s): %s", cmd.ProcessState, qemuErr.lastLine()))
 		}
 		return h, hello, bootError(d, fmt.Errorf("agent did not say hello within %s: %w", cfg.BootTimeout, err))
 	}
@@ -347,6 +357,34 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 		return h, hello, fmt.Errorf("agent speaks protocol version %d, runvirt speaks %d: reinstall the guest image", hello.Version, agent.ProtocolVersion)
 	}
 	return h, hello, nil
+}
+
+// tailWriter keeps the last max bytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	if len(w.b) > w.max {
+		w.b = w.b[len(w.b)-w.max:]
+	}
+	return len(p), nil
+}
+
+// lastLine is the last non-empty line written, or a note that there was none.
+func (w *tailWriter) lastLine() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(w.b)), "\n")
+	if l := strings.TrimSpace(lines[len(lines)-1]); l != "" {
+		return l
+	}
+	return "it printed nothing"
 }
 
 func bootError(d Dir, err error) error {
@@ -364,7 +402,19 @@ func isClosed(ch chan struct{}) bool {
 
 func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
 	os.Remove(d.FSSocket())
-	cmd := hypervisor.VirtiofsdCommand(cfg.Virtiofsd, d.FSSocket(), d.Share())
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.FSSocket(), Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.FSSocket(), err)
+	}
+	// virtiofsd has the socket; ours only goes (and must not unlink it).
+	ln.SetUnlinkOnClose(false)
+	defer ln.Close()
+	f, err := ln.File()
+	if err != nil {
+		return fmt.Errorf("virtiofsd socket: %w", err)
+	}
+	defer f.Close()
+	cmd := hypervisor.VirtiofsdCommand(cfg.Virtiofsd, f, d.Share())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start virtiofsd: %w", err)
@@ -375,17 +425,7 @@ func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
 		cmd.Wait()
 		close(h.fsDone)
 	}()
-	// virtiofsd creates its socket within milliseconds; QEMU fails at once
-	// if the socket is not there yet.
-	for t := time.Now(); time.Since(t) < 10*time.Second; time.Sleep(2 * time.Millisecond) {
-		if isClosed(h.fsDone) {
-			return fmt.Errorf("virtiofsd exited at start (%s); see %s", cmd.ProcessState, d.MonitorLog())
-		}
-		if _, err := os.Stat(d.FSSocket()); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("virtiofsd did not create %s within 10s", d.FSSocket())
+	return nil
 }
 
 // stop tears down whatever startVM started. QEMU is asked to stop by the

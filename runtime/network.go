@@ -46,13 +46,17 @@ import (
 // SandboxNetwork is the plumbing of one sandbox, kept in its state.
 type SandboxNetwork struct {
 	// NetNS is the path of the container's network namespace.
-	NetNS      string    `json:"netns"`
+	NetNS string `json:"netns"`
+	// Own: runvirt made the namespace (the spec asked for a new one) and
+	// removes it on teardown; its first tap is a spare until an interface
+	// appears (see netlate.go).
+	Own        bool      `json:"own,omitempty"`
 	Interfaces []TapLink `json:"interfaces"`
 }
 
 // TapLink is one interface of the namespace and the tap that stands for it.
 type TapLink struct {
-	Link     string `json:"link"` // the interface's name (a veth)
+	Link     string `json:"link"` // the interface's name (a veth); "" for a spare tap
 	Tap      string `json:"tap"`
 	TapIndex int    `json:"tap_index"`
 	// OwnQdisc: the link's ingress qdisc was made by runvirt (and goes on
@@ -99,6 +103,12 @@ func plumbNetwork(spec *specs.Spec, log *slog.Logger) (*SandboxNetwork, error) {
 	return setupNetwork(path, log)
 }
 
+// wantsNewNetNS says whether the spec asks for a new network namespace.
+func wantsNewNetNS(spec *specs.Spec) bool {
+	_, byPath := networkNamespace(spec)
+	return hasNetworkNamespace(spec) && !byPath
+}
+
 // hasNetworkNamespace says whether the spec asks for a network namespace
 // (new or by path) rather than the host's.
 func hasNetworkNamespace(spec *specs.Spec) bool {
@@ -118,8 +128,8 @@ var errNoNetNS = errors.New("no network namespace")
 
 // inNetNS runs fn on an OS thread that has joined the network namespace at
 // path. Netlink sockets, and /dev/net/tun opened there, belong to that
-// namespace. The thread is never unlocked, so it dies with the goroutine
-// rather than go back to the pool in the wrong namespace. fn must not hand
+// namespace. The thread goes back to the pool only once it is back in its
+// own namespace; otherwise it dies with the goroutine. fn must not hand
 // work to other goroutines.
 func inNetNS(path string, fn func() error) error {
 	f, err := os.Open(path)
@@ -133,6 +143,14 @@ func inNetNS(path string, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		// Back to the namespace we came from, and the thread to the pool;
+		// if that fails the thread stays locked and ends with the goroutine.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			done <- fmt.Errorf("open own network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
 			if errors.Is(err, unix.EINVAL) {
 				err = fmt.Errorf("%w: %w", errNoNetNS, err)
@@ -140,7 +158,11 @@ func inNetNS(path string, fn func() error) error {
 			done <- fmt.Errorf("join network namespace %s: %w", path, err)
 			return
 		}
-		done <- fn()
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- err
 	}()
 	return <-done
 }
@@ -289,7 +311,23 @@ func describeLink(a *netlink.LinkAttrs, addrs []netlink.Addr, routes []netlink.R
 // undoes its own work.
 func plumb(l netlink.Link, tapName string) (tl TapLink, err error) {
 	a := l.Attrs()
-	tl = TapLink{Link: a.Name, Tap: tapName}
+	if tl, err = makeTap(tapName, a.MTU); err != nil {
+		return tl, fmt.Errorf("%w (for %s)", err, a.Name)
+	}
+	tl.Link = a.Name
+	if tl.OwnQdisc, err = connect(l, tl.TapIndex, tapName); err != nil {
+		if tap, lerr := netlink.LinkByIndex(tl.TapIndex); lerr == nil {
+			netlink.LinkDel(tap)
+		}
+		return tl, err
+	}
+	return tl, nil
+}
+
+// makeTap makes an up tap device with an ingress qdisc, in the current
+// namespace. On failure it undoes its own work.
+func makeTap(tapName string, mtu int) (tl TapLink, err error) {
+	tl = TapLink{Tap: tapName}
 	var cl cleanup
 	defer cl.Run()
 	// Persistent, so it outlives this process until the monitor opens it;
@@ -300,7 +338,7 @@ func plumb(l netlink.Link, tapName string) (tl TapLink, err error) {
 		Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_TUN_EXCL,
 	}
 	if err := netlink.LinkAdd(tap); err != nil {
-		return tl, fmt.Errorf("make tap %s for %s: %w", tapName, a.Name, err)
+		return tl, fmt.Errorf("make tap %s: %w", tapName, err)
 	}
 	tapLink, err := netlink.LinkByName(tapName)
 	if err != nil {
@@ -308,8 +346,8 @@ func plumb(l netlink.Link, tapName string) (tl TapLink, err error) {
 	}
 	cl.Add(func() { netlink.LinkDel(tapLink) })
 	tl.TapIndex = tapLink.Attrs().Index
-	if err := netlink.LinkSetMTU(tapLink, a.MTU); err != nil {
-		return tl, fmt.Errorf("set mtu %d of tap %s: %w", a.MTU, tapName, err)
+	if err := netlink.LinkSetMTU(tapLink, mtu); err != nil {
+		return tl, fmt.Errorf("set mtu %d of tap %s: %w", mtu, tapName, err)
 	}
 	if err := netlink.LinkSetUp(tapLink); err != nil {
 		return tl, fmt.Errorf("bring up tap %s: %w", tapName, err)
@@ -317,24 +355,35 @@ func plumb(l netlink.Link, tapName string) (tl TapLink, err error) {
 	if err := netlink.QdiscAdd(ingressQdisc(tl.TapIndex)); err != nil {
 		return tl, fmt.Errorf("add ingress qdisc to %s: %w", tapName, err)
 	}
+	cl.Release()
+	return tl, nil
+}
+
+// connect redirects every frame between l and the tap, both ways. It
+// reports whether it made l's ingress qdisc (rather than sharing one). On
+// failure it undoes its own work.
+func connect(l netlink.Link, tapIndex int, tapName string) (ownQdisc bool, err error) {
+	a := l.Attrs()
+	var cl cleanup
+	defer cl.Run()
 	switch err := netlink.QdiscAdd(ingressQdisc(a.Index)); {
 	case err == nil:
-		tl.OwnQdisc = true
+		ownQdisc = true
 		cl.Add(func() { netlink.QdiscDel(ingressQdisc(a.Index)) })
 	case errors.Is(err, unix.EEXIST):
 		// Someone's ingress qdisc (a CNI plugin's): share it.
 	default:
-		return tl, fmt.Errorf("add ingress qdisc to %s: %w", a.Name, err)
+		return false, fmt.Errorf("add ingress qdisc to %s: %w", a.Name, err)
 	}
-	if err := netlink.FilterAdd(redirect(a.Index, tl.TapIndex)); err != nil {
-		return tl, fmt.Errorf("redirect %s to %s: %w", a.Name, tapName, err)
+	if err := netlink.FilterAdd(redirect(a.Index, tapIndex)); err != nil {
+		return false, fmt.Errorf("redirect %s to %s: %w", a.Name, tapName, err)
 	}
-	cl.Add(func() { removeRedirect(a.Index, tl.TapIndex) })
-	if err := netlink.FilterAdd(redirect(tl.TapIndex, a.Index)); err != nil {
-		return tl, fmt.Errorf("redirect %s to %s: %w", tapName, a.Name, err)
+	cl.Add(func() { removeRedirect(a.Index, tapIndex) })
+	if err := netlink.FilterAdd(redirect(tapIndex, a.Index)); err != nil {
+		return false, fmt.Errorf("redirect %s to %s: %w", tapName, a.Name, err)
 	}
 	cl.Release()
-	return tl, nil
+	return ownQdisc, nil
 }
 
 func ingressQdisc(index int) *netlink.Ingress {
@@ -384,7 +433,18 @@ func removeRedirect(from, to int) error {
 // teardown removes the taps and the redirects. A namespace that is gone
 // took them with it. Safe to call twice.
 func (n *SandboxNetwork) teardown() error {
-	if n == nil || len(n.Interfaces) == 0 {
+	if n == nil {
+		return nil
+	}
+	err := n.unplumb()
+	if n.Own {
+		err = errors.Join(err, removeNetNS(n.NetNS))
+	}
+	return err
+}
+
+func (n *SandboxNetwork) unplumb() error {
+	if len(n.Interfaces) == 0 {
 		return nil
 	}
 	err := inNetNS(n.NetNS, func() error {
@@ -418,6 +478,9 @@ func (n *SandboxNetwork) teardown() error {
 // unplumbLink removes runvirt's ingress qdisc from the link, or only its
 // redirect when the qdisc is someone else's.
 func unplumbLink(t TapLink) error {
+	if t.Link == "" {
+		return nil // a spare tap
+	}
 	link, err := netlink.LinkByName(t.Link)
 	if err != nil {
 		return nil // gone, and what it had with it

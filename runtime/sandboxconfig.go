@@ -25,6 +25,7 @@ type SandboxConfig struct {
 	Accel        string        `json:"accel"`
 	VCPUs        int           `json:"vcpus"`
 	MemoryMiB    int           `json:"memory_mib"`
+	LateNetwork  bool          `json:"late_network,omitempty"`
 	SharedFS     string        `json:"shared_fs"`
 	Transport    string        `json:"transport"`
 	KernelParams string        `json:"kernel_params,omitempty"`
@@ -80,7 +81,7 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		QEMU: qemu, Kernel: c.Kernel, Initrd: c.Initrd, Machine: c.Machine,
 		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
 		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
-		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug,
+		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
 	}
 	if c.SharedFS == "virtio-fs" {
 		if _, err := os.Stat(c.Virtiofsd); err != nil {

@@ -78,6 +78,19 @@ func nsPlanOf(spec *specs.Spec) nsPlan {
 	return p
 }
 
+// joining returns the plan with the namespace of type flag joined at path
+// instead of made or joined elsewhere.
+func (p nsPlan) joining(flag int, path string) nsPlan {
+	q := nsPlan{clone: p.clone &^ uintptr(flag)}
+	for _, j := range p.join {
+		if j.flag != flag {
+			q.join = append(q.join, j)
+		}
+	}
+	q.join = append(q.join, nsJoin{path: path, flag: flag})
+	return q
+}
+
 // nsPlanOfProcess joins every namespace of a running stand-in, for the
 // stand-ins of exec processes.
 func nsPlanOfProcess(spec *specs.Spec, pid int) nsPlan {

@@ -29,6 +29,14 @@ func Start(ctx context.Context, g Globals, id string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// docker ≥ 28 fills the network namespace between create and start.
+	if plumbed, err := plumbLate(ctx, c, log); err != nil {
+		return err
+	} else if plumbed {
+		if err := SaveState(c.Dir, c.State); err != nil {
+			return err
+		}
+	}
 	if err := runHooks(spec.Hooks, hookStartContainer, c.OCIState(StatusCreated)); err != nil {
 		c.client().Signal(ctx, id, "", 9, false)
 		return err

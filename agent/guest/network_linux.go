@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/runvirt/runvirt/agent"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +36,19 @@ func configureNetwork(ifaces []agent.Interface) error {
 	}
 	var all []nicRoutes
 	for _, ifc := range ifaces {
-		link, err := waitLinkByMAC(ifc.MAC, nicWaitTimeout)
+		if ifc.Spare {
+			if err := parkNIC(ifc.MAC); err != nil {
+				return err
+			}
+			continue
+		}
+		var link netlink.Link
+		var err error
+		if ifc.BootMAC != "" {
+			link, err = takeOverNIC(ifc.BootMAC, ifc.MAC)
+		} else {
+			link, err = waitLinkByMAC(ifc.MAC, nicWaitTimeout)
+		}
 		if err != nil {
 			return err
 		}
@@ -100,6 +115,138 @@ func setupLink(link netlink.Link, ifc agent.Interface) (netlink.Link, error) {
 		}
 	}
 	return link, nil
+}
+
+// The parking: a network namespace of the agent's, where spare NICs wait
+// out of the containers' sight (they share the guest's own namespace).
+var parking struct {
+	sync.Mutex
+	ns   netns.NsHandle // 0 until first used
+	root netns.NsHandle // the guest's own namespace
+}
+
+// parkingNS returns the parking namespace, making it on first use, and
+// the guest's own. The latter is taken from this (unlocked, so pooled)
+// thread: /proc/1/ns/net is the main thread's, which Go may have left in
+// whatever namespace a locked goroutine that ended on it had joined.
+func parkingNS() (park, root netns.NsHandle, err error) {
+	parking.Lock()
+	defer parking.Unlock()
+	if parking.ns != 0 {
+		return parking.ns, parking.root, nil
+	}
+	if parking.root == 0 {
+		if parking.root, err = netns.Get(); err != nil {
+			parking.root = 0
+			return 0, 0, fmt.Errorf("open the guest's network namespace: %w", err)
+		}
+	}
+	type result struct {
+		h   netns.NsHandle
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread ends in the new namespace.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- result{0, fmt.Errorf("make the parking namespace: %w", err)}
+			return
+		}
+		h, err := netns.Get()
+		done <- result{h, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		return 0, 0, r.err
+	}
+	parking.ns = r.h
+	return r.h, parking.root, nil
+}
+
+// parkNIC moves the NIC with that MAC into the parking namespace (if it is
+// not there already).
+func parkNIC(mac string) error {
+	park, _, err := parkingNS()
+	if err != nil {
+		return err
+	}
+	if l, h := parkedLinkByMAC(park, mac); l != nil {
+		h.Close()
+		return nil
+	}
+	link, err := waitLinkByMAC(mac, nicWaitTimeout)
+	if err != nil {
+		return err
+	}
+	netlink.LinkSetDown(link)
+	if err := netlink.LinkSetNsFd(link, int(park)); err != nil {
+		return fmt.Errorf("park nic %s: %w", mac, err)
+	}
+	return nil
+}
+
+// takeOverNIC brings the NIC booted with bootMAC back from the parking
+// (unless it is back already) and gives it mac.
+func takeOverNIC(bootMAC, mac string) (netlink.Link, error) {
+	if park, root, err := parkingNS(); err != nil {
+		return nil, err
+	} else if l, h := parkedLinkByMAC(park, bootMAC); l != nil {
+		defer h.Close()
+		if err := h.LinkSetNsFd(l, int(root)); err != nil {
+			return nil, fmt.Errorf("unpark nic %s: %w", bootMAC, err)
+		}
+	}
+	link, err := linkByMAC(mac)
+	if err != nil || link != nil {
+		return link, err // re-sent: taken over already
+	}
+	if link, err = waitLinkByMAC(bootMAC, nicWaitTimeout); err != nil {
+		return nil, err
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return nil, invalid("network: mac %q: %v", mac, err)
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return nil, fmt.Errorf("bring down %s: %w", link.Attrs().Name, err)
+	}
+	if err := netlink.LinkSetHardwareAddr(link, hw); err != nil {
+		return nil, fmt.Errorf("set mac %s of %s: %w", mac, link.Attrs().Name, err)
+	}
+	return waitLinkByMAC(mac, nicWaitTimeout)
+}
+
+// parkedLinkByMAC finds a link in the parking; the caller closes the handle.
+func parkedLinkByMAC(park netns.NsHandle, mac string) (netlink.Link, *netlink.Handle) {
+	// NETLINK_ROUTE alone: the guest kernel has no xfrm or netfilter
+	// netlink, which a handle asks for by default.
+	h, err := netlink.NewHandleAt(park, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, nil
+	}
+	links, _ := h.LinkList()
+	for _, l := range links {
+		if l.Attrs().HardwareAddr.String() == mac {
+			return l, h
+		}
+	}
+	h.Close()
+	return nil, nil
+}
+
+// linkByMAC returns the link with that MAC in the guest's namespace, or nil.
+func linkByMAC(mac string) (netlink.Link, error) {
+	links, err := netlink.LinkList()
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		if l.Attrs().HardwareAddr.String() == mac {
+			return l, nil
+		}
+	}
+	return nil, nil
 }
 
 // waitLinkByMAC returns the link with that MAC, waiting for it to appear.

@@ -2,10 +2,14 @@ package guest
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"testing"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,5 +64,55 @@ func TestGuestAddr(t *testing.T) {
 	n, err := guestNeigh(agent.Neighbor{IP: "fd00::1", MAC: "02:00:00:00:00:01"}, 2)
 	if err != nil || n.Family != unix.AF_INET6 || n.LinkIndex != 2 || n.HardwareAddr.String() != "02:00:00:00:00:01" {
 		t.Errorf("neigh: %+v %v", n, err)
+	}
+}
+
+// A spare NIC is parked out of sight and taken over later with another
+// MAC: tried on a veth in a network namespace of the test's own.
+func TestParkAndTakeOverNIC(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root for network namespaces")
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends in the test's namespace.
+		runtime.LockOSThread()
+		done <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return err
+			}
+			boot, _ := net.ParseMAC("02:00:00:00:00:01")
+			// A veth: the test kernel may lack the dummy driver.
+			if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "nic0", HardwareAddr: boot}, PeerName: "peer0"}); err != nil {
+				return fmt.Errorf("add a veth: %w", err)
+			}
+			if err := configureNetwork([]agent.Interface{{MAC: boot.String(), Spare: true}}); err != nil {
+				return fmt.Errorf("park: %w", err)
+			}
+			if l, _ := linkByMAC(boot.String()); l != nil {
+				return errors.New("the spare nic is still visible")
+			}
+			// Parking twice is fine (OpNetwork is idempotent).
+			if err := configureNetwork([]agent.Interface{{MAC: boot.String(), Spare: true}}); err != nil {
+				return fmt.Errorf("park again: %w", err)
+			}
+			ifc := agent.Interface{Name: "eth0", MAC: "02:00:00:00:00:02", BootMAC: boot.String(), MTU: 1400, Addrs: []string{"10.9.0.2/24"}}
+			for i := 0; i < 2; i++ {
+				if err := configureNetwork([]agent.Interface{ifc}); err != nil {
+					return fmt.Errorf("take over (%d): %w", i, err)
+				}
+			}
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return fmt.Errorf("no eth0 after the take-over: %w", err)
+			}
+			if a := l.Attrs(); a.HardwareAddr.String() != ifc.MAC || a.MTU != 1400 {
+				return fmt.Errorf("eth0 has mac %s mtu %d", a.HardwareAddr, a.MTU)
+			}
+			return nil
+		}()
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

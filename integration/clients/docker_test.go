@@ -9,6 +9,8 @@ package clients
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -424,3 +426,92 @@ var (
 	dkrSetup = &clientSetup{script: "setup-docker.sh"}
 	dkrSock  string
 )
+
+// TestDockerBridgeNetwork: docker's default bridge network (dockerd with its
+// defaults, iptables on), which docker 20.10 fills from its prestart hook
+// after the VM booted: the container has the IP and MAC docker gave it, a
+// default route to the bridge, reaches the gateway and another runvirt
+// container by IP, and `-p` publishes its port to the host; its
+// /etc/resolv.conf and /etc/hosts are docker's.
+func TestDockerBridgeNetwork(t *testing.T) {
+	requireDocker(t)
+	if out, _ := dkrCommand("info", "--format", "{{.Driver}}").Output(); len(out) == 0 {
+		t.Fatal("docker info failed")
+	}
+	inspect := func(name, format string) string {
+		t.Helper()
+		out, err := dkrCommand("inspect", "-f", format, name).Output()
+		if err != nil {
+			t.Fatalf("docker inspect %s: %v", name, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	port := 18000 + os.Getpid()%1000
+	web := dkrName("web")
+	wcid := dkrContainer(t, web)
+	r := dkr(t, "", "run", "-d", "--runtime", "runvirt", "--cidfile", wcid, "--name", web,
+		"-p", fmt.Sprintf("%d:8080", port), dkrImage, "sh", "-c",
+		"mkdir -p /www && echo hello-docker > /www/index.html && exec httpd -f -p 8080 -h /www")
+	if r.code != 0 {
+		t.Fatalf("docker run -d: exit %d: %s", r.code, r.stderr)
+	}
+	defer dkr(t, "", "rm", "-f", web)
+	ip := inspect(web, "{{.NetworkSettings.IPAddress}}")
+	mac := inspect(web, "{{.NetworkSettings.MacAddress}}")
+	gw := inspect(web, "{{.NetworkSettings.Gateway}}")
+	if ip == "" || mac == "" || gw == "" {
+		t.Fatalf("docker gave the container ip %q mac %q gateway %q", ip, mac, gw)
+	}
+
+	addrs := dkr(t, "", "exec", web, "ip", "addr").stdout
+	if !strings.Contains(addrs, "link/ether "+mac) || !strings.Contains(addrs, "inet "+ip+"/") {
+		t.Errorf("the guest lacks docker's mac %s and ip %s:\n%s", mac, ip, addrs)
+	}
+	if routes := dkr(t, "", "exec", web, "ip", "route").stdout; !strings.Contains(routes, "default via "+gw) {
+		t.Errorf("no default route via %s:\n%s", gw, routes)
+	}
+	if r := dkr(t, "", "exec", web, "ping", "-c", "1", "-W", "20", gw); r.code != 0 {
+		t.Errorf("ping the gateway %s: exit %d %s %s", gw, r.code, r.stdout, r.stderr)
+	}
+
+	// Another runvirt container reaches web by IP; its resolv.conf and
+	// hosts are the files docker made for it.
+	client := dkrName("client")
+	ccid := dkrContainer(t, client)
+	r = dkr(t, "", "run", "--runtime", "runvirt", "--cidfile", ccid, "--name", client, "--hostname", "client-host", dkrImage,
+		"sh", "-c", "wget -q -O - http://"+ip+":8080/ && echo ---resolv && cat /etc/resolv.conf && echo ---hosts && cat /etc/hosts")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "hello-docker\n") {
+		t.Errorf("client fetched %q (exit %d, %s)", r.stdout, r.code, r.stderr)
+	}
+	resolvPath := inspect(client, "{{.ResolvConfPath}}")
+	hostsPath := inspect(client, "{{.HostsPath}}")
+	resolv, _ := os.ReadFile(resolvPath)
+	hosts, _ := os.ReadFile(hostsPath)
+	if _, after, ok := strings.Cut(r.stdout, "---resolv\n"); !ok || !strings.HasPrefix(after, string(resolv)) || len(resolv) == 0 {
+		t.Errorf("the guest's resolv.conf is not docker's (%s: %q):\n%s", resolvPath, resolv, r.stdout)
+	}
+	if _, after, ok := strings.Cut(r.stdout, "---hosts\n"); !ok || after != string(hosts) || !strings.Contains(after, "client-host") {
+		t.Errorf("the guest's hosts is not docker's (%s: %q):\n%s", hostsPath, hosts, r.stdout)
+	}
+	dkr(t, "", "rm", client)
+
+	// The host reaches web: directly, through -p on the gateway address
+	// (iptables DNAT) and on localhost (docker-proxy).
+	hc := http.Client{Timeout: 10 * time.Second}
+	for _, u := range []string{
+		"http://" + ip + ":8080/",
+		fmt.Sprintf("http://%s:%d/", gw, port),
+		fmt.Sprintf("http://127.0.0.1:%d/", port),
+	} {
+		resp, err := hc.Get(u)
+		if err != nil {
+			t.Errorf("GET %s: %v", u, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "hello-docker\n" {
+			t.Errorf("GET %s: %q", u, body)
+		}
+	}
+}
