@@ -231,7 +231,8 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 
 // TestCRIPod: a pod with the runvirt RuntimeClass handler and two
 // containers, both in the pod's one VM: exec (sync and streaming), logs,
-// pod networking from the host, stop and removal leaving nothing behind.
+// pod networking (CNI bridge: from the host and from another pod), stop and
+// removal leaving nothing behind.
 func TestCRIPod(t *testing.T) {
 	c := newCRIClient(t)
 	before := qemuCount()
@@ -293,6 +294,25 @@ func TestCRIPod(t *testing.T) {
 		if string(body) != "hello-from-pod\n" {
 			t.Errorf("host fetched %q from the pod at %s", body, ip)
 		}
+	}
+
+	// The guest has the pod's address; another pod (another VM) reaches
+	// this one at it.
+	if ip != "" {
+		if addrs, _ := c.execSync(web, "ip", "-o", "addr"); !strings.Contains(addrs, "inet "+ip+"/") {
+			t.Errorf("the guest lacks the pod IP %s:\n%s", ip, addrs)
+		}
+		pod2, pod2Cfg := c.runPod("rv-pod2")
+		peer := c.startContainer(pod2, pod2Cfg, "peer", "sleep", "600")
+		var got string
+		waitFor(30*time.Second, func() bool {
+			got, _ = c.execSync(peer, "wget", "-q", "-O", "-", "http://"+ip+":8080/")
+			return got == "hello-from-pod\n"
+		})
+		if got != "hello-from-pod\n" {
+			t.Errorf("pod2 fetched %q from pod1 at %s", got, ip)
+		}
+		c.removePod(pod2, true)
 	}
 
 	out, status := c.streamExec(side, "ping\n", "sh", "-c", "read l; echo got:$l")
