@@ -18,7 +18,7 @@ KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
 DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io podman containernetworking-plugins
 
-.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean bench
+.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean bench netbench
 
 all: runvirt guest
 
@@ -75,6 +75,16 @@ bench: all
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-io ./bench/cmd/bench-io
 	$(GO) build -o build/bench/runvirt-bench ./bench/cmd/runvirt-bench
 	build/bench/runvirt-bench -runvirt bin/runvirt -guest $(GUEST_DIR) -out BENCHMARKS.md $(BENCH_FLAGS)
+
+# Network throughput and latency, runvirt beside runc; writes
+# BENCHMARKS-network.md.
+netbench: all
+	mkdir -p build/bench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-init ./bench/cmd/bench-init
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-io ./bench/cmd/bench-io
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o build/bench/bench-net ./bench/cmd/bench-net
+	$(GO) build -o build/bench/runvirt-bench ./bench/cmd/runvirt-bench
+	build/bench/runvirt-bench -suite network -runvirt bin/runvirt -guest $(GUEST_DIR) -out BENCHMARKS-network.md $(BENCH_FLAGS)
 
 conformance: all
 	conformance/run.sh

@@ -22,9 +22,12 @@ import (
 
 type options struct {
 	Runvirt, Runc, QEMU, Guest, BenchInit, BenchIO string
+	BenchNet                                       string
 	Out, JSONOut                                   string
 	Work                                           string
+	Suite                                          string
 	Reps, ExecReps, Sandboxes, IOReps, IOMiB       int
+	NetReps, NetSeconds, NetRoundTrips             int
 	Settle                                         time.Duration
 	Microvm, Keep                                  bool
 }
@@ -52,6 +55,7 @@ type bench struct {
 	floorRD  string
 	seq      int
 	res      results
+	net      map[string]netResult // the network suite's, by runtime
 	started  time.Time
 }
 
@@ -98,6 +102,11 @@ func main() {
 	flag.DurationVar(&o.Settle, "settle", 5*time.Second, "idle time before memory is measured")
 	flag.BoolVar(&o.Microvm, "microvm", true, "also measure machine = microvm")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.Suite, "suite", "start", `what to measure: "start" (start, exec, footprint, I/O) or "network"`)
+	flag.StringVar(&o.BenchNet, "bench-net", "build/bench/bench-net", "static network workload (network suite)")
+	flag.IntVar(&o.NetReps, "net-reps", 3, "repetitions of each network measurement")
+	flag.IntVar(&o.NetSeconds, "net-seconds", 3, "seconds of each TCP stream")
+	flag.IntVar(&o.NetRoundTrips, "net-round-trips", 2000, "round trips of each latency measurement")
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
@@ -110,17 +119,28 @@ func main() {
 	}
 	defer b.cleanup()
 	b.res.LoadBefore = loadavg()
-	b.sampleLoad()
-	b.startLatency()
-	b.execLatency()
-	b.footprint()
-	b.ioBench()
+	report := b.report
+	switch o.Suite {
+	case "start":
+		b.sampleLoad()
+		b.startLatency()
+		b.execLatency()
+		b.footprint()
+		b.ioBench()
+	case "network":
+		b.networkBench()
+		report = b.networkReport
+	default:
+		log.Fatalf("-suite %q: want start or network", o.Suite)
+	}
 	b.res.LoadAfter = loadavg()
 	b.res.Duration = time.Since(b.started).Seconds()
-	if err := b.writeJSON(); err != nil {
-		log.Print(err)
+	if o.Suite == "start" {
+		if err := b.writeJSON(); err != nil {
+			log.Print(err)
+		}
 	}
-	if err := os.WriteFile(o.Out, []byte(b.portable(b.report())), 0o644); err != nil {
+	if err := os.WriteFile(o.Out, []byte(b.portable(report())), 0o644); err != nil {
 		log.Fatal(err)
 	}
 	log.Printf("wrote %s (%s in all)", o.Out, time.Since(b.started).Round(time.Second))
@@ -183,6 +203,16 @@ func (b *bench) setup() error {
 	log.Printf("work directory %s", b.work)
 	if err := makeBusyboxRootfs(b.rootfs); err != nil {
 		return err
+	}
+	if o.Suite == "network" {
+		o.BenchNet = abs(o.BenchNet)
+		bn, err := os.ReadFile(o.BenchNet)
+		if err != nil {
+			return fmt.Errorf("%v (run `make netbench`)", err)
+		}
+		if err := os.WriteFile(filepath.Join(b.rootfs, "bin", "bench-net"), bn, 0o755); err != nil {
+			return err
+		}
 	}
 	// The config: what `runvirt spec` writes (runc's default), run without
 	// a terminal and with a writable rootfs.

@@ -95,6 +95,8 @@ func (b *bench) report() string {
 	p("removes everything it started, and writes the raw samples to `build/bench/results.json`.\n")
 	p("Variants run interleaved, round by round, after one uncounted warm-up round, so that load from\n")
 	p("other users of the machine spreads over all of them. Cells are **median [min–max]**, n samples.\n\n")
+	p("Network throughput and latency are measured apart: `sudo make netbench` writes\n")
+	p("BENCHMARKS-network.md.\n\n")
 	p("On a host with working KVM the same command measures the KVM numbers: `accel = \"auto\"` picks KVM\n")
 	p("(and `-cpu host`) for runvirt and for the floor alike; check the *accelerator* row below.\n\n")
 
