@@ -153,15 +153,6 @@ func pdmInspect(t *testing.T, name, format string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// pdmSlowExit notes the known gap of docs/podman.md: conmon, a child
-// subreaper, does not exit (nor run podman's cleanup) until runvirt's
-// monitor, reparented to it, exits; an attached podman waits 20 s for it.
-func pdmSlowExit(t *testing.T, r cmdResult) {
-	if r.took > 15*time.Second {
-		t.Logf("known gap (docs/podman.md): podman took %s to return after the container exited", r.took.Round(time.Second))
-	}
-}
-
 // TestPodmanRun: `podman run --runtime runvirt --rm -i`: stdin, stdout and
 // stderr kept apart, the exit status, a guest kernel, nothing left behind.
 func TestPodmanRun(t *testing.T) {
@@ -170,7 +161,6 @@ func TestPodmanRun(t *testing.T) {
 	cid := pdmContainer(t, name)
 	r := pdm(t, "piped\n", pdmRun("--rm", "-i", "--cidfile", cid, "--name", name, pdmImage,
 		"sh", "-c", `read x; echo "got $x"; echo to-stderr >&2; cat /proc/sys/kernel/random/boot_id; exit 3`)...)
-	pdmSlowExit(t, r)
 	if r.code != 3 {
 		t.Errorf("exit status %d, want 3; stderr: %s", r.code, r.stderr)
 	}
@@ -295,17 +285,22 @@ func TestPodmanDetachedExit(t *testing.T) {
 		t.Errorf("podman wait: exit %d, stdout %q; want 4", r.code, r.stdout)
 	}
 	pdmWaitLogs(t, name, "bye", 1)
-	// "stopped" is podman's exited-but-not-cleaned-up: the known gap below.
-	switch s := pdmInspect(t, name, "{{.State.Status}} {{.State.ExitCode}}"); s {
-	case "exited 4":
-	case "stopped 4":
-		t.Logf("known gap (docs/podman.md): podman has not cleaned up the exited container (state %q)", s)
-	default:
+	// "exited", not "stopped" (podman's exited-but-not-cleaned-up): the
+	// cleanup command conmon runs has deleted the container in runvirt.
+	if s := pdmInspect(t, name, "{{.State.Status}} {{.State.ExitCode}}"); s != "exited 4" {
 		t.Errorf("after exit: %q, want \"exited 4\"", s)
 	}
+	// Nothing of the exited container runs on: its VM stopped with it.
 	b, _ := os.ReadFile(cid)
-	if procs := pdmProcsOf(strings.TrimSpace(string(b))); len(procs) > 0 {
-		t.Logf("known gap (docs/podman.md): the exited container's VM lives until podman rm: %d processes", len(procs))
+	id := strings.TrimSpace(string(b))
+	var procs []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if procs = pdmProcsOf(id); len(procs) == 0 {
+			break
+		}
+	}
+	if len(procs) > 0 {
+		t.Errorf("processes of the exited container: %v", procs)
 	}
 	if r := pdm(t, "", "rm", name); r.code != 0 {
 		t.Errorf("podman rm: exit %d: %s", r.code, r.stderr)

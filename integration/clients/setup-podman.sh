@@ -90,14 +90,17 @@ chmod 755 "$state/runvirt.new"
 # 4. containers.conf (what /etc/containers/containers.conf holds for the
 # system podman): the runtime "runvirt" (the wrapper), cgroupfs and a file
 # event log (there may be no systemd, and no journald, here), and libpod's
-# state under this instance.
+# state under this instance. No static_dir: the exit command conmon runs
+# when a container stops (`podman --root ... container cleanup`) finds
+# libpod's database in <root>/libpod, the default; another static_dir
+# leaves it looking in the wrong place, the container "stopped" instead of
+# "exited", and `podman run`/`wait` waiting out a 20 s timeout.
 cat >"$conf.new" <<EOF
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$state/events.log"
 tmp_dir = "$state/libpod"
-static_dir = "$proot/libpod"
 volume_path = "$proot/volumes"
 
 [engine.runtimes]
