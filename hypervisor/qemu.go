@@ -155,6 +155,10 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	a := []string{
 		"-name", "runvirt-" + vm.ID,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		// QEMU's own seccomp filter: no obsolete syscalls, no setuid and
+		// friends, no fork/exec, no scheduler or affinity changes. A
+		// compromised QEMU keeps only what device emulation needs.
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
 		"-m", strconv.Itoa(vm.MemoryMiB) + "M",
 		"-smp", strconv.Itoa(vm.VCPUs),
 		"-kernel", vm.Kernel,

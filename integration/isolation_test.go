@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// allCaps is every capability the guest kernel knows: a root process with
+// them all, as `docker run --privileged` would have.
+var allCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// A root process with every capability in the container reaches nothing of
+// the host: not its processes, mounts, network devices or files, not
+// /dev/kvm, not the runvirt binary, and not another sandbox's VM. What it
+// can reach of its VM (the shared directory) holds its own sandbox only.
+func TestIsolationFromTheHost(t *testing.T) {
+	e := newEnv(t)
+	e.spec.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding: allCaps, Effective: allCaps, Permitted: allCaps,
+	}
+	e.spec.Process.NoNewPrivileges = false
+	e.spec.Linux.MaskedPaths, e.spec.Linux.ReadonlyPaths = nil, nil
+
+	// The other sandbox leaves a marker in its rootfs.
+	other := filepath.Join(t.TempDir(), "other")
+	makeBusyboxRootfs(t, filepath.Join(other, "rootfs"))
+	s := defaultSpec()
+	s.Process.Args = []string{"sh", "-c", "echo marker-of-the-other-vm > /tmp/other-marker; cat /proc/sys/kernel/random/boot_id; sleep 600"}
+	writeSpecTo(t, other, s)
+	_, otherOut, _ := e.createBundle("other", other)
+	e.mustRun("start", "other")
+	otherBoot := make([]byte, 37)
+	if _, err := otherOut.Read(otherBoot); err != nil {
+		t.Fatal(err)
+	}
+
+	hostBoot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	self, _ := os.Executable()
+	script := strings.Join([]string{
+		`echo "boot=$(cat /proc/sys/kernel/random/boot_id)"`,
+		// Every process it can see, with its command line.
+		`for p in /proc/[0-9]*; do echo "proc=$(tr '\0' ' ' < $p/cmdline 2>/dev/null)"; done`,
+		// Network devices.
+		`for n in /sys/class/net/*; do echo "netdev=${n##*/}"; done`,
+		// /dev/kvm: made by hand, it opens nothing.
+		`mknod /tmp/kvm c 10 232 && (exec 3</tmp/kvm) 2>/dev/null && echo kvm=OPENED || echo kvm=unusable`,
+		// The runvirt binaries and the other VM's marker, anywhere.
+		`find / -xdev \( -name 'runvirt*' -o -name other-marker \) 2>/dev/null | sed 's/^/found=/'`,
+		// The VM's shared directory, mounted by hand: this sandbox only.
+		`mkdir -p /mnt/share && (mount -t virtiofs runvirt /mnt/share || mount -t 9p -o trans=virtio runvirt /mnt/share) && ls /mnt/share | sed 's/^/share=/'`,
+		`cat /proc/self/mountinfo | sed 's/^/mount=/'`,
+	}, "; ")
+	r := e.runArgs("iso", "sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	get := func(key string) []string {
+		var out []string
+		for _, l := range lines {
+			if v, ok := strings.CutPrefix(l, key+"="); ok {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	boot := get("boot")
+	if len(boot) != 1 || boot[0] == strings.TrimSpace(string(hostBoot)) || boot[0] == strings.TrimSpace(string(otherBoot)) {
+		t.Errorf("boot id %v: the host's is %s, the other VM's %s", boot, hostBoot, otherBoot)
+	}
+	for _, p := range get("proc") {
+		if strings.HasPrefix(p, `sh -c echo "boot=`) {
+			continue // the script itself
+		}
+		for _, host := range []string{"qemu", "runvirt", "virtiofsd", filepath.Base(self), "sleep 600"} {
+			if strings.Contains(p, host) {
+				t.Errorf("the container sees a host or other-VM process: %q", p)
+			}
+		}
+	}
+	if devs := get("netdev"); len(devs) != 1 || devs[0] != "lo" {
+		t.Errorf("network devices %v, want lo alone", devs)
+	}
+	if k := get("kvm"); len(k) != 1 || k[0] != "unusable" {
+		t.Errorf("/dev/kvm: %v", k)
+	}
+	if f := get("found"); len(f) > 0 {
+		t.Errorf("found on the container's file systems: %v", f)
+	}
+	if sh := get("share"); len(sh) != 1 || sh[0] != "iso" {
+		t.Errorf("the VM's share holds %v, want this container's directory alone", sh)
+	}
+	for _, m := range get("mount") {
+		for _, host := range []string{e.root, e.bundle, "/tmp/rvit"} {
+			if strings.Contains(m, host) {
+				t.Errorf("a host path shows in the container's mounts: %q", m)
+			}
+		}
+	}
+	e.mustRun("delete", "--force", "other")
+}
