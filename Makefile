@@ -18,7 +18,7 @@ KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
 DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io podman containernetworking-plugins
 
-.PHONY: all runvirt agent guest install uninstall test unit integration deps demo conformance clean bench netbench
+.PHONY: all runvirt agent guest install uninstall test unit fuzz integration deps demo conformance clean bench netbench
 
 all: runvirt guest
 
@@ -62,7 +62,18 @@ unit:
 integration: all
 	$(GO) test -count=1 -timeout 40m -v ./integration/...
 
-test: unit integration
+# Every fuzz target for a short while (FUZZTIME each); their corpora are
+# committed under */testdata/fuzz and run as plain tests by `make unit`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := agent:FuzzReadFrame agent:FuzzClientResponses runtime:FuzzBundleSpec
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+	done
+
+test: unit fuzz integration
 
 demo: all
 	integration/demo.sh

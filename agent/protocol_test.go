@@ -116,3 +116,45 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzClientResponses: whatever the guest answers, every client call
+// returns (an error or a result) without panicking or hanging.
+func FuzzClientResponses(f *testing.F) {
+	var ok bytes.Buffer
+	WriteFrame(&ok, Response{Pid: 7, Status: "running", Pids: []int{1, 2}, ExitStatus: 3})
+	f.Add(ok.Bytes())
+	var bad bytes.Buffer
+	WriteFrame(&bad, Response{Error: "boom", ErrorKind: ErrKindNotFound})
+	f.Add(bad.Bytes())
+	f.Add([]byte{0, 0, 0, 2, '{', '}'})
+	f.Add([]byte{0, 0, 0, 9, '{', '"', 'p', 'i', 'd', 's', '"', ':', '1'})
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		c := &Client{Timeout: time.Second, Dial: func(context.Context) (net.Conn, error) {
+			ours, theirs := net.Pipe()
+			go func() {
+				defer theirs.Close()
+				var req Request
+				if ReadFrame(theirs, &req) != nil {
+					return
+				}
+				theirs.Write(answer)
+			}()
+			return ours, nil
+		}}
+		ctx := context.Background()
+		c.State(ctx, "c")
+		c.Ps(ctx, "c")
+		c.Stats(ctx, "c")
+		c.Start(ctx, "c", "")
+		if w, err := c.WaitStream(ctx, "c", "", false); err == nil {
+			done := make(chan struct{})
+			go func() { w.Result(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				w.Close()
+				t.Fatal("a wait result never returned on a closed stream")
+			}
+		}
+	})
+}
