@@ -21,6 +21,18 @@ type Client struct {
 	// Timeout bounds each call that answers at once (not Wait, not Stdio
 	// traffic). Zero means DefaultCallTimeout.
 	Timeout time.Duration
+	// Hint, if set, is added to errors of the transport (no answer, a
+	// broken stream), never to the agent's own errors: where to look next,
+	// such as the guest console's path.
+	Hint string
+}
+
+// transportErr adds the hint to an error of the transport.
+func (c *Client) transportErr(err error) error {
+	if c.Hint == "" {
+		return err
+	}
+	return fmt.Errorf("%w; %s", err, c.Hint)
 }
 
 // roundTrip sends req on a new stream and reads the response. The stream
@@ -39,26 +51,26 @@ func (c *Client) roundTrip(ctx context.Context, req *Request, bounded bool) (net
 	}
 	conn, err := c.Dial(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to agent: %w", err)
+		return nil, nil, c.transportErr(fmt.Errorf("connect to agent: %w", err))
 	}
 	// Close the stream if ctx ends while we wait for the answer.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	if err := WriteFrame(conn, req); err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, err)
+		return nil, nil, c.transportErr(fmt.Errorf("agent %s: %w", req.Op, err))
 	}
 	var resp Response
 	if err := ReadFrame(conn, &resp); err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("agent %s: no answer: %w", req.Op, ctx.Err())
+			return nil, nil, c.transportErr(fmt.Errorf("agent %s: no answer: %w", req.Op, ctx.Err()))
 		}
-		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, err)
+		return nil, nil, c.transportErr(fmt.Errorf("agent %s: %w", req.Op, err))
 	}
 	if !stop() {
 		conn.Close()
-		return nil, nil, fmt.Errorf("agent %s: %w", req.Op, ctx.Err())
+		return nil, nil, c.transportErr(fmt.Errorf("agent %s: %w", req.Op, ctx.Err()))
 	}
 	return conn, &resp, nil
 }

@@ -158,3 +158,29 @@ func FuzzClientResponses(f *testing.F) {
 		}
 	})
 }
+
+// A call the agent never answers fails within the timeout and says where
+// to look; the agent's own errors carry no such hint.
+func TestClientHintOnTransportErrors(t *testing.T) {
+	silent := &Client{Timeout: 100 * time.Millisecond, Hint: "guest console: /x/console.log", Dial: func(context.Context) (net.Conn, error) {
+		ours, theirs := net.Pipe()
+		go func() { io.Copy(io.Discard, theirs) }()
+		return ours, nil
+	}}
+	err := silent.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no answer") || !strings.HasSuffix(err.Error(), "; guest console: /x/console.log") {
+		t.Errorf("silent agent: %v", err)
+	}
+	answering := &Client{Hint: "guest console: /x/console.log", Dial: func(context.Context) (net.Conn, error) {
+		ours, theirs := net.Pipe()
+		go func() {
+			var req Request
+			ReadFrame(theirs, &req)
+			WriteFrame(theirs, Response{Error: "container c does not exist", ErrorKind: ErrKindNotFound})
+		}()
+		return ours, nil
+	}}
+	if err := answering.Ping(context.Background()); err == nil || strings.Contains(err.Error(), "console") {
+		t.Errorf("agent error: %v", err)
+	}
+}

@@ -518,8 +518,11 @@ func waitGone(ref ProcessRef, timeout time.Duration) bool {
 // connectAgent returns a client whose streams go through the monitor.
 func connectAgent(d Dir) *agent.Client {
 	path := d.AgentSocket()
-	return &agent.Client{Dial: func(ctx context.Context) (net.Conn, error) {
-		var dl net.Dialer
-		return dl.DialContext(ctx, "unix", path)
-	}}
+	return &agent.Client{
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, "unix", path)
+		},
+		Hint: "guest console: " + d.ConsoleLog() + "; monitor log: " + d.MonitorLog(),
+	}
 }
