@@ -10,11 +10,13 @@ import (
 const AnnotationVM = "io.github.runvirt.vm"
 
 // Features describes what runvirt supports, in the runtime-spec's features
-// format (what `runc features` prints). Mount options and capabilities are
-// the guest agent's own tables, since the guest applies them. Cgroups are
-// the guest's, v2 only; seccomp, AppArmor and SELinux are not applied yet.
+// format (what `runc features` prints). Mount options, capabilities and the
+// seccomp actions, operators, architectures and flags are the guest agent's
+// own tables, since the guest applies them (seccomp without notify). Cgroups
+// are the guest's, v2 only; AppArmor and SELinux are not applied.
 func Features(version string) *features.Features {
 	yes, no := true, false
+	seccompFlags := guest.SeccompFlags()
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -32,8 +34,14 @@ func Features(version string) *features.Features {
 			},
 			Capabilities: guest.Capabilities(),
 			Cgroup:       &features.Cgroup{V1: &no, V2: &yes, Systemd: &no, SystemdUser: &no},
-			// TODO(#7): seccomp
-			Seccomp:         &features.Seccomp{Enabled: &no},
+			Seccomp: &features.Seccomp{
+				Enabled:        &yes,
+				Actions:        guest.SeccompActions(),
+				Operators:      guest.SeccompOperators(),
+				Archs:          guest.SeccompArchs(),
+				KnownFlags:     seccompFlags,
+				SupportedFlags: seccompFlags,
+			},
 			Apparmor:        &features.Apparmor{Enabled: &no},
 			Selinux:         &features.Selinux{Enabled: &no},
 			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},

@@ -58,8 +58,31 @@ func TestFeaturesJSON(t *testing.T) {
 			t.Errorf("cgroup.%s = %v (present %v), want %v", k, got, ok, v)
 		}
 	}
-	if string(f.Linux.Seccomp["enabled"]) != "false" || f.Linux.Apparmor["enabled"] || f.Linux.Selinux["enabled"] {
-		t.Errorf("seccomp %s apparmor %v selinux %v: want all disabled", f.Linux.Seccomp["enabled"], f.Linux.Apparmor, f.Linux.Selinux)
+	if f.Linux.Apparmor["enabled"] || f.Linux.Selinux["enabled"] {
+		t.Errorf("apparmor %v selinux %v: want both disabled", f.Linux.Apparmor, f.Linux.Selinux)
+	}
+	if string(f.Linux.Seccomp["enabled"]) != "true" {
+		t.Errorf("seccomp enabled = %s, want true", f.Linux.Seccomp["enabled"])
+	}
+	for key, want := range map[string][]string{
+		"actions":        {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"},
+		"operators":      {"SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"},
+		"archs":          {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+		"knownFlags":     {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"},
+		"supportedFlags": {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"},
+	} {
+		var got []string
+		if err := json.Unmarshal(f.Linux.Seccomp[key], &got); err != nil {
+			t.Errorf("seccomp.%s: %v", key, err)
+		}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("seccomp.%s lacks %s: %v", key, w, got)
+			}
+		}
+		if slices.Contains(got, "SCMP_ACT_NOTIFY") {
+			t.Errorf("seccomp.%s has SCMP_ACT_NOTIFY, which the agent does not support", key)
+		}
 	}
 	if f.Annotations[AnnotationVM] != "true" || f.Annotations["io.github.runvirt.version"] != "1.2.3" {
 		t.Errorf("annotations = %v", f.Annotations)

@@ -107,6 +107,9 @@ type childConfig struct {
 	// Terminal: the child makes a pty in the container's devpts, makes it
 	// its stdio (and the init's /dev/console) and sends the master on fd 6.
 	Terminal bool `json:"terminal,omitempty"`
+	// Seccomp is the container's linux.seccomp, for the init and for every
+	// exec alike.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 // childReport is one message from the child on fd 4.
@@ -153,6 +156,7 @@ func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandb
 	cfg := &childConfig{
 		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
 		NewCgroupNS: newCgroupNS, Terminal: spec.Process.Terminal,
+		Seccomp: containerSeccomp(spec),
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: flags}
 	if newUserNS(spec) {
@@ -301,7 +305,7 @@ var execNamespaces = []struct {
 // SpawnExec starts p inside the namespaces (mount, pid, ipc, uts, net, cgroup) of the
 // running init process initPid of the container, as `runc exec` does. Same reaping rule
 // as SpawnInit, and the same console for a p with a terminal. spec is the container's
-// spec; only p's fields are applied.
+// spec; only p's fields and its seccomp profile are applied.
 //
 // The pid, ipc, uts, net and cgroup namespaces are joined by a throwaway OS
 // thread of the agent, which then forks the child (a child inherits its
@@ -336,7 +340,7 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 	if cg != nil {
 		defer cg.Close()
 	}
-	cfg := &childConfig{ID: id, Process: p, Terminal: p.Terminal}
+	cfg := &childConfig{ID: id, Process: p, Terminal: p.Terminal, Seccomp: containerSeccomp(spec)}
 
 	type result struct {
 		p       *os.Process
@@ -360,6 +364,15 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 		return nil, nil, wrapSpawnError("spawn exec in "+id, r.err)
 	}
 	return r.p, r.console, nil
+}
+
+// containerSeccomp returns the seccomp profile of a container's spec, nil
+// without one.
+func containerSeccomp(spec *specs.Spec) *specs.LinuxSeccomp {
+	if spec == nil || spec.Linux == nil {
+		return nil
+	}
+	return spec.Linux.Seccomp
 }
 
 // spawnExecChild starts an exec child and waits for its verdict; for a
@@ -674,7 +687,7 @@ func runInitChild(cfg *childConfig) error {
 	if err := readonlyRoot(spec); err != nil {
 		return err
 	}
-	return finishProcess(cfg.Process, lastCap, true)
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true)
 }
 
 // runExecChild joins the container's mount namespace (the others were
@@ -699,13 +712,27 @@ func runExecChild(cfg *childConfig) error {
 			return err
 		}
 	}
-	return finishProcess(cfg.Process, lastCap, false)
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, false)
 }
 
 // finishProcess applies the process-level settings, common to init and exec,
 // in runc's order, and execs the workload. An init (await) first waits for
 // its start byte, after everything that can fail but execve itself.
-func finishProcess(p *specs.Process, lastCap int, await bool) error {
+//
+// The seccomp filter (sc, when not nil) is compiled first, so that a bad
+// profile fails like any setup error, and loaded as late as it can be, as
+// runc does: with no_new_privs, right before execve; without, loading it
+// needs CAP_SYS_ADMIN, so just before applyCreds drops capabilities, and the
+// profile must then allow what follows (credentials, chdir, the executable
+// lookup, the reports and start wait on the pipes, execve).
+func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await bool) error {
+	var filter *seccompFilter
+	if sc != nil {
+		var err error
+		if filter, err = compileSeccomp(sc); err != nil {
+			return fmt.Errorf("seccomp profile: %w", err)
+		}
+	}
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -716,6 +743,11 @@ func finishProcess(p *specs.Process, lastCap int, await bool) error {
 		return err
 	}
 	env := processEnv(p)
+	if filter != nil && !p.NoNewPrivileges {
+		if err := filter.load(); err != nil {
+			return err
+		}
+	}
 	if err := applyCreds(p, lastCap); err != nil {
 		return err
 	}
@@ -729,7 +761,6 @@ func finishProcess(p *specs.Process, lastCap int, await bool) error {
 			return fmt.Errorf("set no_new_privs: %w", err)
 		}
 	}
-	// TODO(#7): seccomp
 	umask := uint32(0o022)
 	if p.User.Umask != nil {
 		umask = *p.User.Umask
@@ -750,6 +781,12 @@ func finishProcess(p *specs.Process, lastCap int, await bool) error {
 		}
 	}
 	writeReport(report, childReport{Stage: stageExec})
+	if filter != nil && p.NoNewPrivileges {
+		// A failure is still reported: the parent reads until EOF.
+		if err := filter.load(); err != nil {
+			return err
+		}
+	}
 	err = syscall.Exec(path, p.Args, env)
 	return &ExecError{Name: p.Args[0], Err: err}
 }

@@ -515,3 +515,24 @@ func TestDockerBridgeNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerSeccomp: docker's default seccomp profile holds inside the VM:
+// the workload runs in seccomp filter mode, and unshare(2), which the
+// profile denies without CAP_SYS_ADMIN (and which needs no capability to
+// make a user namespace), fails; unconfined, the same command works.
+func TestDockerSeccomp(t *testing.T) {
+	requireDocker(t)
+	script := `grep '^Seccomp:' /proc/self/status; unshare -U true && echo unshare=ok || echo unshare=denied`
+	name := dkrName("seccomp")
+	cid := dkrContainer(t, name)
+	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name, dkrImage, "sh", "-c", script)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Seccomp:\t2\n") || !strings.Contains(r.stdout, "unshare=denied\n") {
+		t.Errorf("default profile: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	name2 := dkrName("unconfined")
+	cid2 := dkrContainer(t, name2)
+	r = dkr(t, "", dkrRun("--rm", "--cidfile", cid2, "--name", name2, "--security-opt", "seccomp=unconfined", dkrImage, "sh", "-c", script)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Seccomp:\t0\n") || !strings.Contains(r.stdout, "unshare=ok\n") {
+		t.Errorf("unconfined: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
