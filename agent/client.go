@@ -252,3 +252,17 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	_, err := c.call(ctx, &Request{Op: OpShutdown})
 	return err
 }
+
+// DebugShell starts a shell in the guest, outside the containers, and
+// returns the stream that carries its pty.
+func (c *Client) DebugShell(ctx context.Context, width, height uint16, term string) (net.Conn, error) {
+	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpDebugShell, Width: width, Height: height, Term: term}, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Err(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}

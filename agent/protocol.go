@@ -51,7 +51,11 @@ const (
 	OpUpdate   = "update"   // Container, Resources: change the resource limits
 	OpNetwork  = "network"  // Network: configure the guest's NICs (idempotent)
 	OpShutdown = "shutdown" // sync the guest and power it off
-	OpPing     = "ping"
+	// OpDebugShell starts a shell in the guest, outside the containers, on
+	// a pty the stream then carries: Width, Height, Term. Only sandboxes
+	// whose configuration enables it have the shell (see DebugDir).
+	OpDebugShell = "debug-shell"
+	OpPing       = "ping"
 )
 
 // Stdio stream names for OpStdio. StreamPTY is the single bidirectional
@@ -66,6 +70,11 @@ const (
 // GuestShareDir is where the agent mounts the host's shared directory. The
 // host lays out one subdirectory per container in it (see SharePath).
 const GuestShareDir = "/run/runvirt/shared"
+
+// DebugDir is the directory of the share where the host puts the debug
+// shell's busybox, for sandboxes that enable it. Its name is no valid
+// container ID, so no container's directory can take it.
+const DebugDir = "@debug"
 
 // SandboxNamespace, as the path of a namespace in an OpCreate spec, means
 // the namespace of that type of the pod's sandbox container (Request.Sandbox).
@@ -112,8 +121,9 @@ type Request struct {
 	Lifeline bool   `json:"lifeline,omitempty"`
 	Signal   int    `json:"signal,omitempty"` // OpSignal
 	All      bool   `json:"all,omitempty"`    // OpSignal: every process of the container
-	Width    uint16 `json:"width,omitempty"`  // OpResize
-	Height   uint16 `json:"height,omitempty"` // OpResize
+	Width    uint16 `json:"width,omitempty"`  // OpResize, OpDebugShell
+	Height   uint16 `json:"height,omitempty"` // OpResize, OpDebugShell
+	Term     string `json:"term,omitempty"`   // OpDebugShell: $TERM
 
 	// OpUpdate: the new limits; fields left nil keep their value.
 	Resources *specs.LinuxResources `json:"resources,omitempty"`

@@ -44,6 +44,10 @@ type Config struct {
 	KernelParams string   `toml:"kernel_params"`
 	BootTimeout  Duration `toml:"boot_timeout"`
 	Debug        bool     `toml:"debug"`
+	// DebugShell lets `runvirt debug-shell` start a shell in the guest VM of
+	// sandboxes created while it is on (the host's static busybox is shared
+	// into them for it).
+	DebugShell bool `toml:"debug_shell"`
 	// LateNetwork gives a VM whose network namespace is new (and may be
 	// filled after boot, as docker does) a spare NIC for it.
 	LateNetwork bool `toml:"late_network"`

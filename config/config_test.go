@@ -101,7 +101,7 @@ func TestExampleParses(t *testing.T) {
 	if _, err := Parse(string(b)); err != nil {
 		t.Fatalf("config.toml.example: %v", err)
 	}
-	for _, key := range []string{"qemu", "virtiofsd", "kernel", "initrd", "machine", "vcpus", "memory_mib", "accel", "shared_fs", "transport", "kernel_params", "boot_timeout", "debug", "late_network"} {
+	for _, key := range []string{"qemu", "virtiofsd", "kernel", "initrd", "machine", "vcpus", "memory_mib", "accel", "shared_fs", "transport", "kernel_params", "boot_timeout", "debug", "late_network", "debug_shell"} {
 		if !strings.Contains(string(b), key+" =") {
 			t.Errorf("config.toml.example does not document %s", key)
 		}

@@ -111,3 +111,30 @@ func TestIsolationFromTheHost(t *testing.T) {
 	}
 	e.mustRun("delete", "--force", "other")
 }
+
+// `runvirt debug-shell` opens a shell in the guest itself, outside the
+// container, only for sandboxes created with debug_shell = true.
+func TestDebugShell(t *testing.T) {
+	e := newEnv(t)
+	e.spec.Process.Args = []string{"sleep", "600"}
+	e.create("off")
+	e.mustFail("set debug_shell = true", "debug-shell", "off")
+	e.mustRun("delete", "--force", "off")
+
+	e.setConfig("accel = ", "debug_shell = true\naccel = ")
+	e.create("on")
+	e.mustRun("start", "on")
+	cmd := e.command("debug-shell", "on")
+	cmd.Stdin = strings.NewReader("echo in-guest-$((6*7)); ls /run/runvirt/shared; exit 5\n")
+	out, err := cmd.CombinedOutput()
+	t.Logf("debug-shell: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("debug-shell: %v", err)
+	}
+	// The shell sees the VM's share, which no container sees: it is in
+	// the guest, outside the container.
+	if !strings.Contains(string(out), "in-guest-42") || !strings.Contains(string(out), "@debug") || !strings.Contains(string(out), "on") {
+		t.Errorf("debug-shell output %q", out)
+	}
+	e.mustRun("delete", "--force", "on")
+}

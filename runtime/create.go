@@ -180,6 +180,11 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		return nil, nil, err
 	}
 	guestSpec = forGuest(guestSpec, nil)
+	if sc.DebugShell {
+		if err := shareDebugShell(d, &cl); err != nil {
+			return nil, nil, err
+		}
+	}
 
 	specJSON, err := json.Marshal(b.Spec)
 	if err != nil {

@@ -26,6 +26,7 @@ type SandboxConfig struct {
 	VCPUs        int           `json:"vcpus"`
 	MemoryMiB    int           `json:"memory_mib"`
 	LateNetwork  bool          `json:"late_network,omitempty"`
+	DebugShell   bool          `json:"debug_shell,omitempty"`
 	SharedFS     string        `json:"shared_fs"`
 	Transport    string        `json:"transport"`
 	KernelParams string        `json:"kernel_params,omitempty"`
@@ -82,6 +83,7 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
 		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
 		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
+		DebugShell: c.DebugShell,
 	}
 	if c.SharedFS == "virtio-fs" {
 		if _, err := os.Stat(c.Virtiofsd); err != nil {

@@ -188,6 +188,8 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 		return errResp(s.update(req.Container, req.Resources)), nil
 	case agent.OpNetwork:
 		return errResp(s.network(req.Network)), nil
+	case agent.OpDebugShell:
+		return s.debugShell(req)
 	case agent.OpShutdown:
 		return &agent.Response{}, func(st net.Conn) {
 			st.Close()

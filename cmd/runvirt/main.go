@@ -65,6 +65,7 @@ func main() {
 			a.eventsCommand(),
 			a.standInCommand(),
 			a.checkCommand(),
+			a.debugShellCommand(),
 			a.specCommand(),
 			a.featuresCommand(),
 			a.checkpointCommand(),
