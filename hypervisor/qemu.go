@@ -99,6 +99,11 @@ func (vm *VM) device(name string) string {
 	return name + "-pci"
 }
 
+// SandboxOption is QEMU's own seccomp filter: no obsolete syscalls, no
+// setuid and friends, no fork/exec, no scheduler or affinity changes. A
+// compromised QEMU keeps only what device emulation needs.
+const SandboxOption = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
 // noROM keeps SeaBIOS from loading a PCI NIC's iPXE option ROM: the guest
 // never network-boots, and the ROM costs boot time.
 func (vm *VM) noROM() string {
@@ -155,10 +160,7 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	a := []string{
 		"-name", "runvirt-" + vm.ID,
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-		// QEMU's own seccomp filter: no obsolete syscalls, no setuid and
-		// friends, no fork/exec, no scheduler or affinity changes. A
-		// compromised QEMU keeps only what device emulation needs.
-		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-sandbox", SandboxOption,
 		"-m", strconv.Itoa(vm.MemoryMiB) + "M",
 		"-smp", strconv.Itoa(vm.VCPUs),
 		"-kernel", vm.Kernel,

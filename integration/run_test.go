@@ -281,7 +281,7 @@ func TestCheck(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("check failed on a host that runs VMs: %q %q", r.stdout, r.stderr)
 	}
-	for _, want := range []string{"kvm", "qemu", "kernel", "initrd", "will use:", "accel="} {
+	for _, want := range []string{"kvm", "qemu", "ok   qemu-seccomp", "ok   mount-api", "tun", "kernel", "initrd", "will use:", "accel="} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check output lacks %q: %q", want, r.stdout)
 		}
@@ -292,5 +292,10 @@ func TestCheck(t *testing.T) {
 	out, err := exec.Command(runvirtBin, "--config", bad, "check").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "/nonexistent/vmlinuz") {
 		t.Errorf("check without a kernel must fail naming it: %v %q", err, out)
+	}
+	// A debug shell that is asked for is checked for too.
+	e.setConfig("accel = ", "debug_shell = true\naccel = ")
+	if r := e.run("", "check"); r.code != 0 || !strings.Contains(r.stdout, "ok   debug-shell") {
+		t.Errorf("check with debug_shell: exit %d %q", r.code, r.stdout)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/runvirt/runvirt/config"
+	"github.com/runvirt/runvirt/hypervisor"
+	"golang.org/x/sys/unix"
 )
 
 // CheckItem is one line of `runvirt check`.
@@ -49,6 +51,35 @@ func Check(cfg *config.Config) CheckReport {
 		add("qemu", false, true, fmt.Sprintf("%s: %v (try: apt-get install qemu-system-x86)", cfg.QEMU, err))
 	} else {
 		add("qemu", true, true, qemu+" ("+qemuVersion(qemu)+")")
+		// QEMU parses -sandbox before it acts on -version: a QEMU built
+		// without seccomp refuses the option here, as it would at boot.
+		out, err := exec.Command(qemu, "-sandbox", hypervisor.SandboxOption, "-version").CombinedOutput()
+		if err != nil {
+			add("qemu-seccomp", false, true, fmt.Sprintf("-sandbox %s: %s (QEMU was built without seccomp; use Debian's qemu-system-x86)", hypervisor.SandboxOption, strings.TrimSpace(string(out))))
+		} else {
+			add("qemu-seccomp", true, true, "-sandbox "+hypervisor.SandboxOption)
+		}
+	}
+	if err := checkMountAPI(); err != nil {
+		add("mount-api", false, true, fmt.Sprintf("%v (the share's binds need open_tree and mount_setattr: Linux 5.12 or later)", err))
+	} else {
+		add("mount-api", true, true, "open_tree, mount_setattr, move_mount")
+	}
+	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
+		add("tun", false, false, fmt.Sprintf("%v: containers get no network (try: modprobe tun)", err))
+	} else {
+		f.Close()
+		add("tun", true, false, "/dev/net/tun (taps for the containers' networks)")
+	}
+	if cfg.DebugShell {
+		found := ""
+		for _, p := range debugBusyboxPaths {
+			if _, err := os.Stat(p); err == nil {
+				found = p
+				break
+			}
+		}
+		add("debug-shell", found != "", true, map[bool]string{true: found, false: "debug_shell = true needs a static busybox (try: apt-get install busybox-static)"}[found != ""])
 	}
 	if _, err := os.Stat(cfg.Virtiofsd); err != nil {
 		add("virtiofsd", false, cfg.SharedFS == "virtio-fs", fmt.Sprintf("%v (try: apt-get install qemu-system-x86, or shared_fs = \"9p\")", err))
@@ -174,4 +205,17 @@ func elfKernelRelease(f *os.File) (string, error) {
 			return "", err
 		}
 	}
+}
+
+// checkMountAPI tries what bindMount does on a throwaway clone of /.
+func checkMountAPI() error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("open_tree: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Propagation: unix.MS_PRIVATE}); err != nil {
+		return fmt.Errorf("mount_setattr: %w", err)
+	}
+	return nil
 }
