@@ -1,6 +1,8 @@
 # runvirt — build, install and test.
 #
 #   make            build bin/runvirt, the static agent and the guest image
+#   make kernel     build the minimal guest kernel (build/kernel/); from then
+#                   on `make` puts it in the guest image instead of the distro's
 #   make install    install runvirt, the guest image and a default config
 #   make test       unit tests, then the integration tests (root, QEMU)
 #   make deps       install the Debian packages the build and tests need
@@ -12,13 +14,19 @@ GO         ?= $(shell command -v go || echo /usr/local/go/bin/go)
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_LD := -ldflags "-s -w -X main.version=$(VERSION)"
 GUEST_DIR  := build/guest
+KERNEL_DIR := build/kernel
 
-# Kernel release of the guest image: the newest installed distro kernel.
+# The guest image's kernel: "minimal" is the one `make kernel` builds in
+# $(KERNEL_DIR) (kept up to date by `make` once it exists), "distro" the
+# newest installed distro kernel with its modules; "auto" picks minimal when
+# $(KERNEL_DIR)/vmlinux exists.
+GUEST_KERNEL ?= auto
+# Kernel release of the distro kernel: the newest installed one.
 KERNEL_RELEASE ?= $(shell ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)
 
 DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio kmod runc iproute2 containerd docker.io podman containernetworking-plugins
 
-.PHONY: all runvirt agent guest install uninstall test unit fuzz integration deps demo conformance clean bench netbench
+.PHONY: all runvirt agent guest kernel install uninstall test unit fuzz integration deps demo conformance clean bench netbench
 
 all: runvirt guest
 
@@ -29,7 +37,21 @@ agent:
 	CGO_ENABLED=0 $(GO) build -trimpath $(GOFLAGS_LD) -o bin/runvirt-agent ./cmd/runvirt-agent
 
 guest: agent
-	guest-image/build.sh --agent bin/runvirt-agent --out $(GUEST_DIR) $(if $(KERNEL_RELEASE),--kernel-release $(KERNEL_RELEASE))
+	@k='$(GUEST_KERNEL)'; \
+	if [ "$$k" = auto ]; then k=distro; [ -e $(KERNEL_DIR)/vmlinux ] && k=minimal; fi; \
+	case "$$k" in \
+	minimal) set -x; guest-image/build-kernel.sh --out $(KERNEL_DIR) && \
+		guest-image/build.sh --agent bin/runvirt-agent --agent-version $(VERSION) --out $(GUEST_DIR) --kernel-dir $(KERNEL_DIR) ;; \
+	distro) set -x; guest-image/build.sh --agent bin/runvirt-agent --agent-version $(VERSION) --out $(GUEST_DIR) $(if $(KERNEL_RELEASE),--kernel-release $(KERNEL_RELEASE)) ;; \
+	*) echo "GUEST_KERNEL=$$k: want auto, minimal or distro" >&2; exit 2 ;; \
+	esac
+
+# The minimal guest kernel, built from Debian's linux-source with
+# guest-image/kernel.config (guest-image/build-kernel.sh installs the source
+# and the build tools with apt-get when missing). A no-op when nothing
+# changed; a clean build takes ~9 min on 2 cores and ~1.7 GB in build/kernel.
+kernel:
+	guest-image/build-kernel.sh --out $(KERNEL_DIR)
 
 install: all
 	install -D -m 0755 bin/runvirt $(DESTDIR)$(PREFIX)/bin/runvirt

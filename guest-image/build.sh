@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# build.sh — build the guest kernel + initramfs for runvirt from the host's
-# distro kernel (Debian's linux-image-amd64).
+# build.sh — build the guest kernel + initramfs for runvirt, from the host's
+# distro kernel (Debian's linux-image-amd64) or from the minimal kernel that
+# guest-image/build-kernel.sh builds.
 #
-# Usage: guest-image/build.sh --agent PATH --out DIR [--kernel-release REL]
-#                             [--compress none|gzip]
+# Usage: guest-image/build.sh --agent PATH --out DIR
+#                             [--kernel-release REL | --kernel-dir KDIR]
+#                             [--compress none|gzip] [--agent-version V]
 #
 # Produces:
-#   DIR/vmlinuz         copy of /boot/vmlinuz-REL
+#   DIR/vmlinuz         copy of /boot/vmlinuz-REL (KDIR/vmlinuz)
 #   DIR/initrd.img      newc cpio (uncompressed by default: see README.md for
 #                       the TCG boot times that decided it)
 #   DIR/vmlinux         the same kernel uncompressed, an ELF that QEMU boots
 #                       through PVH (-kernel DIR/vmlinux): under TCG this saves
 #                       the ~3-4 s the guest spends decompressing the bzImage.
 #                       Skipped with a warning if it cannot be extracted.
-#   DIR/kernel.release  REL
+#                       (KDIR/vmlinux, as built.)
+#   DIR/kernel.release  REL (KDIR/kernel.release)
+#   DIR/agent.version   V (also /etc/runvirt/agent.version in the initramfs,
+#                       which `runvirt --version` reports)
 #
 # The initramfs holds /init (the static agent), the modules the guest needs
 # under /lib/modules/REL/ and /etc/runvirt/modules: their paths in load order,
 # resolved from modules.dep (dependencies first). No shell, no busybox.
+# With --kernel-dir the kernel has all of it built in (CONFIG_MODULES=n,
+# checked against KDIR/config): no modules, and an empty
+# /etc/runvirt/modules.
 # The output is reproducible: fixed mtimes, sorted entries, owner root.
 set -euo pipefail
 
@@ -36,22 +44,39 @@ die() {
 }
 
 usage() {
-	sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '6,8p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
+# CONFIG_ options a built-in kernel (--kernel-dir) must have =y: what the
+# modules above provide, and what the agent needs besides.
+WANT_BUILTIN=(
+	VIRTIO_PCI VIRTIO_MMIO VIRTIO_CONSOLE
+	NET_9P 9P_FS NET_9P_VIRTIO
+	FUSE_FS VIRTIO_FS
+	VSOCKETS VIRTIO_VSOCKETS
+	HW_RANDOM_VIRTIO VIRTIO_NET
+	PVH BLK_DEV_INITRD DEVTMPFS TMPFS UNIX98_PTYS CGROUPS SECCOMP_FILTER
+)
+
 REL=""
+KDIR=""
 AGENT=""
 OUT=""
 COMPRESS="none"
+AGENT_VERSION="unknown"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel-release) REL="${2:?--kernel-release needs a value}"; shift 2 ;;
 	--kernel-release=*) REL="${1#*=}"; shift ;;
+	--kernel-dir) KDIR="${2:?--kernel-dir needs a value}"; shift 2 ;;
+	--kernel-dir=*) KDIR="${1#*=}"; shift ;;
 	--agent) AGENT="${2:?--agent needs a value}"; shift 2 ;;
 	--agent=*) AGENT="${1#*=}"; shift ;;
 	--out) OUT="${2:?--out needs a value}"; shift 2 ;;
 	--out=*) OUT="${1#*=}"; shift ;;
+	--agent-version) AGENT_VERSION="${2:?--agent-version needs a value}"; shift 2 ;;
+	--agent-version=*) AGENT_VERSION="${1#*=}"; shift ;;
 	--compress) COMPRESS="${2:?--compress needs a value}"; shift 2 ;;
 	--compress=*) COMPRESS="${1#*=}"; shift ;;
 	-h | --help) usage ;;
@@ -67,6 +92,23 @@ for tool in cpio find sort awk; do
 	command -v "$tool" >/dev/null || die "missing tool: $tool (apt-get install cpio findutils coreutils gawk)"
 done
 
+if [ -n "$KDIR" ]; then
+	# A kernel of our own: everything built in, nothing to resolve.
+	for f in vmlinux vmlinuz kernel.release config; do
+		[ -f "$KDIR/$f" ] || die "kernel dir $KDIR: missing $f (run: make kernel)"
+	done
+	KREL="$(cat "$KDIR/kernel.release")"
+	[ -z "$REL" ] || [ "$REL" = "$KREL" ] || die "--kernel-release $REL, but $KDIR holds $KREL"
+	REL="$KREL"
+	if grep -q '^CONFIG_MODULES=y' "$KDIR/config"; then
+		die "kernel $REL in $KDIR: built with CONFIG_MODULES=y; the image has no modules for it"
+	fi
+	for opt in "${WANT_BUILTIN[@]}"; do
+		grep -q "^CONFIG_$opt=y\$" "$KDIR/config" || die "kernel $REL in $KDIR: CONFIG_$opt is not built in (see guest-image/kernel.config)"
+	done
+	KERNEL="$KDIR/vmlinuz"
+fi
+
 # Kernel release: the newest one that has both modules and a kernel image.
 if [ -z "$REL" ]; then
 	REL="$(
@@ -77,11 +119,13 @@ if [ -z "$REL" ]; then
 	)"
 	[ -n "$REL" ] || die "no kernel found: no /lib/modules/REL with a matching /boot/vmlinuz-REL (apt-get install linux-image-amd64)"
 fi
-KERNEL="/boot/vmlinuz-$REL"
-MODDIR="/lib/modules/$REL"
-[ -f "$KERNEL" ] || die "kernel $REL: missing $KERNEL"
-[ -d "$MODDIR" ] || die "kernel $REL: missing module directory $MODDIR"
-[ -f "$MODDIR/modules.dep" ] || die "kernel $REL: missing $MODDIR/modules.dep (run: depmod $REL)"
+if [ -z "$KDIR" ]; then
+	KERNEL="/boot/vmlinuz-$REL"
+	MODDIR="/lib/modules/$REL"
+	[ -f "$KERNEL" ] || die "kernel $REL: missing $KERNEL"
+	[ -d "$MODDIR" ] || die "kernel $REL: missing module directory $MODDIR"
+	[ -f "$MODDIR/modules.dep" ] || die "kernel $REL: missing $MODDIR/modules.dep (run: depmod $REL)"
+fi
 
 # The agent must be a static ELF: there is no dynamic loader in the image.
 [ -f "$AGENT" ] || die "agent $AGENT: no such file"
@@ -102,7 +146,9 @@ fi
 # Resolve the module set to .ko paths in load order: a depth-first walk of
 # modules.dep that emits every dependency before the module needing it.
 # Module names compare with '-' and '_' as equals (virtio_rng is virtio-rng.ko).
-ORDER="$(
+# A built-in kernel (--kernel-dir) needs none.
+ORDER=""
+[ -n "$KDIR" ] || ORDER="$(
 	awk -v want="${WANT_MODULES[*]}" '
 	function norm(p,   b) {
 		b = p; sub(/.*\//, "", b); sub(/\.ko(\.(xz|zst|gz))?$/, "", b); gsub(/-/, "_", b)
@@ -182,9 +228,11 @@ extract_vmlinux() {
 STAGE="$(mktemp -d "${TMPDIR:-/tmp}/runvirt-initrd.XXXXXX")"
 trap 'rm -rf "$STAGE"' EXIT
 umask 022
-mkdir -p "$STAGE"/{proc,sys,run,tmp,etc/runvirt,"lib/modules/$REL"}
+mkdir -p "$STAGE"/{proc,sys,run,tmp,etc/runvirt}
+[ -n "$KDIR" ] || mkdir -p "$STAGE/lib/modules/$REL"
 install -m 0755 "$AGENT" "$STAGE/init"
 echo "$REL" >"$STAGE/etc/runvirt/kernel.release"
+echo "$AGENT_VERSION" >"$STAGE/etc/runvirt/agent.version"
 
 : >"$STAGE/etc/runvirt/modules"
 while IFS= read -r rel; do
@@ -204,7 +252,7 @@ while IFS= read -r rel; do
 	esac
 	chmod 0644 "$STAGE/$dst"
 	echo "/$dst" >>"$STAGE/etc/runvirt/modules"
-done <<<"$ORDER"
+done < <([ -z "$ORDER" ] || printf '%s\n' "$ORDER")
 
 # Reproducible archive: one fixed mtime, sorted names, root-owned.
 # SOURCE_DATE_EPOCH is honoured; the default is the kernel image's mtime so
@@ -231,12 +279,15 @@ gzip) gzip -n -9 <"$TMPOUT.cpio" >"$TMPOUT" && rm -f "$TMPOUT.cpio" ;;
 esac
 mv "$TMPOUT" "$OUT/initrd.img"
 cp "$KERNEL" "$OUT/vmlinuz.tmp" && mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
-if extract_vmlinux "$KERNEL" >"$OUT/vmlinux.tmp"; then
+if [ -n "$KDIR" ]; then
+	cp "$KDIR/vmlinux" "$OUT/vmlinux.tmp" && mv "$OUT/vmlinux.tmp" "$OUT/vmlinux"
+elif extract_vmlinux "$KERNEL" >"$OUT/vmlinux.tmp"; then
 	mv "$OUT/vmlinux.tmp" "$OUT/vmlinux"
 else
 	rm -f "$OUT/vmlinux.tmp" "$OUT/vmlinux"
 	echo "build.sh: warning: cannot extract a PVH-bootable vmlinux from $KERNEL; use vmlinuz (slower under TCG)" >&2
 fi
 echo "$REL" >"$OUT/kernel.release"
+echo "$AGENT_VERSION" >"$OUT/agent.version"
 
 echo "build.sh: kernel $REL, $(wc -l <"$STAGE/etc/runvirt/modules") modules, initrd.img $(stat -c %s "$OUT/initrd.img") bytes ($COMPRESS) in $OUT" >&2

@@ -101,9 +101,9 @@ func Check(cfg *config.Config) CheckReport {
 		case initrdRel == "":
 			add("initrd", true, false, cfg.Initrd+" (kernel release unknown: no kernel.release beside it)")
 		case kerr == nil && initrdRel != kernelRel:
-			add("initrd", false, true, fmt.Sprintf("%s holds modules for %s but the kernel is %s (try: make install)", cfg.Initrd, initrdRel, kernelRel))
+			add("initrd", false, true, fmt.Sprintf("%s was built for kernel %s but the kernel is %s (try: make install)", cfg.Initrd, initrdRel, kernelRel))
 		default:
-			add("initrd", true, true, fmt.Sprintf("%s (modules for %s)", cfg.Initrd, initrdRel))
+			add("initrd", true, true, fmt.Sprintf("%s (built for kernel %s)", cfg.Initrd, initrdRel))
 		}
 	}
 

@@ -419,8 +419,19 @@ func setupCgroups(root, child string) {
 		slog.Warn("create cgroup", "component", "boot", "cgroup", dir, "err", err)
 		return
 	}
+	// Only the controllers this kernel has (the minimal kernel has no
+	// block layer, so no io controller).
+	have := map[string]bool{}
+	if b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
+		for _, c := range strings.Fields(string(b)) {
+			have[c] = true
+		}
+	}
 	for _, d := range []string{root, dir} {
 		for _, c := range cgroupControllers {
+			if len(have) > 0 && !have[c] {
+				continue
+			}
 			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil {
 				slog.Warn("enable cgroup controller", "component", "boot", "cgroup", d, "controller", c, "err", err)
 			}
