@@ -293,6 +293,11 @@ func TestCheck(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "/nonexistent/vmlinuz") {
 		t.Errorf("check without a kernel must fail naming it: %v %q", err, out)
 	}
+	// --version names the guest kernel and the agent the VMs boot.
+	if r := e.run("", "--version"); r.code != 0 || !strings.Contains(r.stdout, "guest kernel: ") ||
+		!strings.Contains(r.stdout, "agent: ") || strings.Contains(r.stdout, "unknown") {
+		t.Errorf("--version: exit %d %q", r.code, r.stdout)
+	}
 	// A debug shell that is asked for is checked for too.
 	e.setConfig("accel = ", "debug_shell = true\naccel = ")
 	if r := e.run("", "check"); r.code != 0 || !strings.Contains(r.stdout, "ok   debug-shell") {
