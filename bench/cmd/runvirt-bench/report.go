@@ -155,7 +155,7 @@ func (b *bench) report() string {
 			ratioRow(&w, "own memory, 1 idle sandbox vs 1 bare idle QEMU with memfd guest RAM", fmt.Sprintf("%.1f MiB vs %.1f MiB", mib(own), mib(float64(fp.MemfdOne-fp.MemfdOneFile))), own/float64(fp.MemfdOne-fp.MemfdOneFile), 1.2)
 		}
 		p("\nPSS of a *single* VM is not a stable measure on a shared machine: its file-backed part (the QEMU binary, the\n")
-		p("mapped 66 MB vmlinux) is split with every other process mapping the same files, other users' QEMUs included, so\n")
+		p("mapped %d MB vmlinux) is split with every other process mapping the same files, other users' QEMUs included, so\n", b.kernelMB())
 		p("it depends on who else runs (in this run: %.1f MiB for the single bare QEMU, %.1f MiB with memfd RAM, %.1f MiB\n", mib(float64(fp.FloorOneFile)), mib(float64(fp.MemfdOneFile)), mib(float64(fp.OneFile)))
 		p("for the single sandbox; in earlier runs up to ~80 MiB for a single bare QEMU). Hence the verdicts on %d sandboxes side by side (where our own\n", fp.ManyN)
 		p("VMs dominate the sharing) and, for one sandbox, on its own memory without the file-backed part. Full numbers in §3.\n")
@@ -394,7 +394,7 @@ func (b *bench) analysis(w *strings.Builder) {
 		p("  floor's wall − guest_init %.0f vs %.0f ms: on microvm more of the boot happens before the guest's CLOCK_BOOTTIME\n",
 			b.stageStats(vFloorQ35, "guest_init", "").Median, b.stageStats(vFloorMicrovm, "guest_init", "").Median)
 		p("  starts counting (or after it stops), although microvm has no SeaBIOS. Not explained yet: worth a trace (QEMU's load\n")
-		p("  of the 66 MB vmlinux, the guest's early TSC set-up with `tsc_early_khz`) before more microvm tuning.\n")
+		p("  of the %d MB vmlinux, the guest's early TSC set-up with `tsc_early_khz`) before more microvm tuning.\n", b.kernelMB())
 	}
 	s9, sv := b.startStats(vRV9pTrue, ""), b.startStats(vRVTrue, "")
 	p("- **9p vs virtio-fs at start**: %s vs %s ms wall (median [min–max]); the share is only mounted at boot, so\n", s9.cell("%.0f"), sv.cell("%.0f"))
@@ -410,9 +410,9 @@ func (b *bench) analysis(w *strings.Builder) {
 		q := float64(fp.OneByKind["qemu"])
 		p("- **Memory**: of the %.1f MiB PSS of one idle sandbox, QEMU is %.1f MiB; a bare idle QEMU is %.1f MiB with anonymous\n", mib(float64(fp.OneTotal)), mib(q), mib(float64(fp.FloorOne)))
 		p("  guest RAM (huge pages) and %.1f MiB with a memfd like runvirt's. Against the latter, QEMU's extra is the guest memory\n", mib(float64(fp.MemfdOne)))
-		p("  the bigger guest touched (the 22 modules, the agent, the shared rootfs' page cache, virtio queues) plus TCG's\n")
+		p("  the bigger guest touched (the modules if any, the agent, the shared rootfs' page cache, virtio queues) plus TCG's\n")
 		p("  translated-code cache for the extra code it ran (absent under KVM). Both QEMUs also keep the kernel image they\n")
-		p("  loaded mapped (the 66 MB uncompressed vmlinux, mapped privately, ~57 MiB resident, and the initrd): file pages,\n")
+		p("  loaded mapped (the %d MB uncompressed vmlinux, mapped privately, and the initrd): file pages,\n", b.kernelMB())
 		p("  shared between QEMUs and so split by PSS, which is most of why the per-VM figure drops with %d of them; a minimal\n", fp.ManyN)
 		p("  kernel would shrink it.\n")
 		p("  The runvirt monitor and stand-in are Go processes: %.1f + %.1f MiB; virtiofsd %.1f MiB.\n",
@@ -427,4 +427,13 @@ func thpSetting() string {
 		return "?"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// kernelMB is the size of the guest kernel the run booted, in MB.
+func (b *bench) kernelMB() int {
+	st, err := os.Stat(b.kernel())
+	if err != nil {
+		return 0
+	}
+	return int(st.Size() / 1e6)
 }
