@@ -124,7 +124,13 @@ func (c *Client) Start(ctx context.Context, id, exec string) (int, error) {
 // Stdio attaches one stdio stream of a process and returns it as a raw
 // byte stream. Attach before Start so no output is lost.
 func (c *Client) Stdio(ctx context.Context, id, exec, stream string) (net.Conn, error) {
-	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpStdio, Container: id, Exec: exec, Stream: stream}, true)
+	return c.openStream(ctx, &Request{Op: OpStdio, Container: id, Exec: exec, Stream: stream})
+}
+
+// openStream sends req and returns its stream for the raw bytes that follow
+// a successful answer.
+func (c *Client) openStream(ctx context.Context, req *Request) (net.Conn, error) {
+	conn, resp, err := c.roundTrip(ctx, req, true)
 	if err != nil {
 		return nil, err
 	}
@@ -256,13 +262,5 @@ func (c *Client) Shutdown(ctx context.Context) error {
 // DebugShell starts a shell in the guest, outside the containers, and
 // returns the stream that carries its pty.
 func (c *Client) DebugShell(ctx context.Context, width, height uint16, term string) (net.Conn, error) {
-	conn, resp, err := c.roundTrip(ctx, &Request{Op: OpDebugShell, Width: width, Height: height, Term: term}, true)
-	if err != nil {
-		return nil, err
-	}
-	if err := resp.Err(); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return conn, nil
+	return c.openStream(ctx, &Request{Op: OpDebugShell, Width: width, Height: height, Term: term})
 }
