@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -302,5 +303,24 @@ func TestCheck(t *testing.T) {
 	e.setConfig("accel = ", "debug_shell = true\naccel = ")
 	if r := e.run("", "check"); r.code != 0 || !strings.Contains(r.stdout, "ok   debug-shell") {
 		t.Errorf("check with debug_shell: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// The guest's console carries what the agent writes, on microvm as on q35:
+// a guest kernel whose UART sends nothing from user space would also leave
+// the agent blocked once the port's buffer filled.
+func TestGuestConsoleLog(t *testing.T) {
+	for _, machine := range []string{"q35", "microvm"} {
+		t.Run(machine, func(t *testing.T) {
+			e := newEnv(t)
+			e.setConfig("accel = ", fmt.Sprintf("machine = %q\naccel = ", machine))
+			e.spec.Process.Args = []string{"sleep", "600"}
+			e.create("con")
+			b, _ := os.ReadFile(filepath.Join(e.root, "con", "console.log"))
+			if !strings.Contains(string(b), "agent booted") {
+				t.Errorf("the guest console lacks the agent's log:\n%s", b)
+			}
+			e.mustRun("delete", "--force", "con")
+		})
 	}
 }
