@@ -156,7 +156,7 @@ func TestContainerdRunTTY(t *testing.T) {
 	id := ctrdID("tty")
 	ctrdCleanup(t, id)
 	out, code := ctrTTY(t, 45, 123, "run", "--runc-binary", ctrdRunvirt(), "--rm", "-t", ctrdImage, id,
-		"sh", "-c", `[ -t 0 ] && [ -t 1 ] && echo is-a-tty; stty size; exit 5`)
+		"sh", "-c", `[ -t 0 ] && [ -t 1 ] && echo is-a-tty; sleep 1; stty size; exit 5`)
 	if code != 5 {
 		t.Errorf("exit status %d, want 5", code)
 	}
@@ -208,8 +208,10 @@ func TestContainerdDetached(t *testing.T) {
 	if r.code != 7 || strings.TrimSpace(r.stdout) != "exec got in" || !strings.Contains(r.stderr, "exec-err") {
 		t.Errorf("exec: exit %d stdout %q stderr %q; want 7, \"exec got in\", exec-err", r.code, r.stdout, r.stderr)
 	}
-	// exec with a terminal.
-	out, code := ctrTTY(t, 30, 100, "task", "exec", "-t", "--exec-id", "tty", id, "sh", "-c", `[ -t 0 ] && echo exec-tty; stty size; exit 9`)
+	// exec with a terminal. ctr sets the window size with a resize after
+	// the process started (with runc too), so the process waits a moment
+	// before it reads the size: a fast guest could read it first.
+	out, code := ctrTTY(t, 30, 100, "task", "exec", "-t", "--exec-id", "tty", id, "sh", "-c", `[ -t 0 ] && echo exec-tty; sleep 1; stty size; exit 9`)
 	if code != 9 || !strings.Contains(out, "exec-tty") || !strings.Contains(out, "30 100") {
 		t.Errorf("exec -t: exit %d, terminal %q; want 9, exec-tty, \"30 100\"", code, out)
 	}
