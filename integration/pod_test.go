@@ -13,10 +13,10 @@ import (
 	"github.com/runvirt/runvirt/runtime"
 )
 
-// podMember writes a bundle for a container of pod sandbox, as a CRI
+// podMember writes a bundle for a container of a pod, as a CRI
 // runtime does: the pod's annotations, and the sandbox stand-in's ipc, uts
 // and network namespaces by path.
-func (e *env) podMember(name, sandbox string, sandboxPid int, ann map[string]string, args ...string) string {
+func (e *env) podMember(name string, sandboxPid int, ann map[string]string, args ...string) string {
 	e.t.Helper()
 	bundle := filepath.Join(e.t.TempDir(), name)
 	makeBusyboxRootfs(e.t, filepath.Join(bundle, "rootfs"))
@@ -97,7 +97,7 @@ func TestPodInOneVM(t *testing.T) {
 			ann := map[string]string{tc.typ: "container", tc.sandboxKey: "pod"}
 			script := `cat /proc/sys/kernel/random/boot_id; hostname; readlink /proc/self/ns/ipc; ` +
 				`echo from-member > /rw/out; cat /ro/file; echo x > /ro/file 2>/dev/null && echo ro-writable; echo done`
-			mb := e.podMember("app", "pod", pid, ann, "sh", "-c", script)
+			mb := e.podMember("app", pid, ann, "sh", "-c", script)
 			s := readSpec(t, mb)
 			s.Mounts = append(s.Mounts,
 				specs.Mount{Destination: "/rw", Type: "bind", Source: rw, Options: []string{"rbind", "rw"}},
@@ -143,7 +143,7 @@ func TestPodInOneVM(t *testing.T) {
 
 			// A member that outlives nothing: killing the sandbox stops the
 			// VM, and the member is stopped with it.
-			mb2 := e.podMember("app2", "pod", pid, ann, "sleep", "600")
+			mb2 := e.podMember("app2", pid, ann, "sleep", "600")
 			e.createBundle("app2", mb2)
 			e.mustRun("start", "app2")
 			if st, _ := e.state("app2"); st.Status != "running" {
@@ -164,7 +164,7 @@ func TestPodInOneVM(t *testing.T) {
 func TestPodBadSandbox(t *testing.T) {
 	e := newEnv(t)
 	ann := map[string]string{runtime.AnnotationCRIType: "container", runtime.AnnotationCRISandbox: "nopod"}
-	mb := e.podMember("orphan", "nopod", os.Getpid(), ann, "true")
+	mb := e.podMember("orphan", os.Getpid(), ann, "true")
 	e.mustFail("its pod sandbox nopod does not exist", "create", "--bundle", mb, "orphan")
 	if _, err := os.Stat(filepath.Join(e.root, "orphan")); err == nil {
 		t.Error("state dir left behind")
@@ -179,7 +179,7 @@ func TestPodBadSandbox(t *testing.T) {
 	e.spec.Annotations = map[string]string{runtime.AnnotationCRIType: "sandbox", runtime.AnnotationCRISandbox: "pod"}
 	pid, _, _ := e.create("pod")
 	ann["io.kubernetes.cri.sandbox-id"] = "pod"
-	mb = e.podMember("member", "pod", pid, ann, "sleep", "600")
+	mb = e.podMember("member", pid, ann, "sleep", "600")
 	e.createBundle("member", mb)
 	s.Annotations = map[string]string{runtime.AnnotationCRIType: "container", runtime.AnnotationCRISandbox: "member"}
 	writeSpecTo(t, mb, s)
