@@ -113,7 +113,9 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	}
 	defer sess.Close()
 	reportReady(ready, monitorReady{Kernel: hello.Kernel, Boot: timing})
-	log.Info("sandbox ready", "kernel", hello.Kernel, "qmp_status", qmpStatus(d))
+	// Asking QEMU for its state takes a QMP round trip: not on the path of
+	// the create call that is waiting for the proxy below.
+	go func() { log.Info("sandbox ready", "kernel", hello.Kernel, "qmp_status", qmpStatus(d)) }()
 
 	// SIGTERM or SIGINT to the monitor stops the VM.
 	sigs := make(chan os.Signal, 1)
