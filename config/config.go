@@ -79,7 +79,7 @@ func Default() *Config {
 		Virtiofsd:   "/usr/lib/qemu/virtiofsd",
 		Kernel:      DataDir + "/vmlinux",
 		Initrd:      DataDir + "/initrd.img",
-		Machine:     "q35",
+		Machine:     "microvm",
 		VCPUs:       1,
 		MemoryMiB:   256,
 		Accel:       "auto",

@@ -13,7 +13,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Machine != "q35" || c.Accel != "auto" || c.SharedFS != "virtio-fs" || c.Transport != "auto" || c.MemoryMiB != 256 || c.VCPUs != 1 {
+	if c.Machine != "microvm" || c.Accel != "auto" || c.SharedFS != "virtio-fs" || c.Transport != "auto" || c.MemoryMiB != 256 || c.VCPUs != 1 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }

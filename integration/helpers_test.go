@@ -102,6 +102,10 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	cfg := fmt.Sprintf("kernel = %q\ninitrd = %q\naccel = \"auto\"\nshared_fs = %q\nboot_timeout = \"90s\"\n",
 		kernel, filepath.Join(guestDir, "initrd.img"), c.sharedFS)
+	// CI runs the suite once on each machine type; unset, the default.
+	if m := os.Getenv("RUNVIRT_TEST_MACHINE"); m != "" {
+		cfg += fmt.Sprintf("machine = %q\n", m)
+	}
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@
 #   RUNVIRT_BIN                 runvirt binary (default: <repo>/bin/runvirt)
 #   RUNVIRT_CONFIG              runvirt config the runtime reads (default: one
 #                               written here that boots <repo>/build/guest/)
+#   RUNVIRT_TEST_MACHINE        machine type in that config (default: runvirt's)
 #   RUNVIRT_CONTAINERD_STATE    state dir, socket and log (/run/runvirt-containerd)
 #   RUNVIRT_CONTAINERD_ROOT     containerd's root (/var/lib/runvirt-containerd)
 #   RUNVIRT_IMAGE               image name (localhost/busybox:runvirt)
@@ -88,6 +89,7 @@ if [ -z "${RUNVIRT_CONFIG:-}" ]; then
 kernel = "$kernel"
 initrd = "$repo/build/guest/initrd.img"
 boot_timeout = "90s"
+${RUNVIRT_TEST_MACHINE:+machine = \"$RUNVIRT_TEST_MACHINE\"}
 EOF
 	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
 fi

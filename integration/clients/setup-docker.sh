@@ -17,6 +17,7 @@
 #   RUNVIRT_BIN             runvirt binary (default: <repo>/bin/runvirt)
 #   RUNVIRT_CONFIG          runvirt config the runtime reads (default: one
 #                           written here that boots <repo>/build/guest/)
+#   RUNVIRT_TEST_MACHINE    machine type in that config (default: runvirt's)
 #   RUNVIRT_DOCKER_STATE    socket, pid file, config, log and exec root
 #                           (default: /run/runvirt-docker)
 #   RUNVIRT_DOCKER_ROOT     dockerd's data root (/var/lib/runvirt-docker)
@@ -77,6 +78,7 @@ if [ -z "${RUNVIRT_CONFIG:-}" ]; then
 kernel = "$kernel"
 initrd = "$repo/build/guest/initrd.img"
 boot_timeout = "90s"
+${RUNVIRT_TEST_MACHINE:+machine = \"$RUNVIRT_TEST_MACHINE\"}
 EOF
 	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
 fi

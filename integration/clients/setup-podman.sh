@@ -17,6 +17,7 @@
 #   RUNVIRT_BIN             runvirt binary (default: <repo>/bin/runvirt)
 #   RUNVIRT_CONFIG          runvirt config the runtime reads (default: one
 #                           written here that boots <repo>/build/guest/)
+#   RUNVIRT_TEST_MACHINE    machine type in that config (default: runvirt's)
 #   RUNVIRT_PODMAN_STATE    containers.conf, storage.conf, run root and
 #                           libpod's tmp dir (default: /run/runvirt-podman)
 #   RUNVIRT_PODMAN_ROOT     storage root, with libpod's database
@@ -75,6 +76,7 @@ kernel = "$kernel"
 initrd = "$repo/build/guest/initrd.img"
 accel = "$accel"
 boot_timeout = "90s"
+${RUNVIRT_TEST_MACHINE:+machine = \"$RUNVIRT_TEST_MACHINE\"}
 EOF
 	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
 fi
