@@ -254,9 +254,15 @@ func (c *Client) Update(ctx context.Context, id string, r *specs.LinuxResources)
 }
 
 // Shutdown asks the guest to sync and power off.
-func (c *Client) Shutdown(ctx context.Context) error {
-	_, err := c.call(ctx, &Request{Op: OpShutdown})
-	return err
+// Shutdown asks the guest to power off. synced reports that the guest
+// synced its file systems before answering: nothing is lost if the host
+// stops the VM at once.
+func (c *Client) Shutdown(ctx context.Context) (synced bool, err error) {
+	resp, err := c.call(ctx, &Request{Op: OpShutdown})
+	if err != nil {
+		return false, err
+	}
+	return resp.Synced, nil
 }
 
 // DebugShell starts a shell in the guest, outside the containers, and

@@ -184,6 +184,10 @@ type Response struct {
 	Status     string `json:"status,omitempty"`      // OpState: created|running|stopped
 	Pids       []int  `json:"pids,omitempty"`        // OpPs
 	Stats      *Stats `json:"stats,omitempty"`       // OpStats
+	// Synced (OpShutdown): the guest's file systems were synced before the
+	// answer, so the host may stop the VM without waiting for the guest's
+	// own power-off. Agents before it leave it false.
+	Synced bool `json:"synced,omitempty"`
 }
 
 // Error kinds, so the host can map guest failures to runc's wording.

@@ -119,7 +119,9 @@ func (s *Server) handle(st net.Conn) {
 		st.Close()
 		return
 	}
+	t := time.Now()
 	resp, after := s.dispatch(&req, st)
+	s.log.Debug("request handled", "op", req.Op, "container", req.Container, "took", time.Since(t))
 	if err := agent.WriteFrame(st, resp); err != nil {
 		s.log.Warn("send response", "op", req.Op, "err", err)
 		st.Close()
@@ -191,7 +193,10 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 	case agent.OpDebugShell:
 		return s.debugShell(req)
 	case agent.OpShutdown:
-		return &agent.Response{}, func(st net.Conn) {
+		// Data first: with it synced the host may stop the VM as soon as
+		// it has the answer, without waiting for the power-off below.
+		unix.Sync()
+		return &agent.Response{Synced: true}, func(st net.Conn) {
 			st.Close()
 			// Give the response a moment to cross the port before the
 			// guest goes away.

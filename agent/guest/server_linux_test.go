@@ -221,3 +221,27 @@ func TestServerLifelineKillsCreated(t *testing.T) {
 		t.Errorf("status after the lifeline ended = %d, want 137", status)
 	}
 }
+
+// TestShutdownAnswersSyncedThenPowersOff: the answer says the guest synced
+// (the host may then stop the VM at once), and the power-off follows it.
+func TestShutdownAnswersSyncedThenPowersOff(t *testing.T) {
+	off := make(chan struct{})
+	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), func() { close(off) })
+	resp, after := s.dispatch(&agent.Request{Op: agent.OpShutdown}, nil)
+	if resp.Error != "" || !resp.Synced || after == nil {
+		t.Fatalf("shutdown answered %+v (after set: %v), want synced and a power-off to follow", resp, after != nil)
+	}
+	select {
+	case <-off:
+		t.Fatal("powered off before the answer was sent")
+	default:
+	}
+	agentEnd, hostEnd := net.Pipe()
+	defer hostEnd.Close()
+	go after(agentEnd)
+	select {
+	case <-off:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no power-off after the answer")
+	}
+}
