@@ -243,16 +243,26 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		return nil, nil, err
 	}
 	c := &Container{Dir: d, State: st, log: log}
+	// The NICs and the container are set up side by side: the container
+	// shares the guest's network namespace, and its process runs nothing
+	// before start, so neither waits for the other (and the guest's vCPU
+	// works on one while the other waits for the host).
+	netDone := make(chan error, 1)
 	if network != nil {
-		if err := c.client().Network(ctx, network.guest()); err != nil {
-			return nil, nil, fmt.Errorf("configure network in vm: %w", err)
-		}
+		go func() { netDone <- c.client().Network(ctx, network.guest()) }()
+	} else {
+		netDone <- nil
 	}
 	// The guest sets the whole container up here, as runc's init does at
 	// create, so a bad mount or a missing executable fails create.
-	if err := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID), ""); err != nil {
-		return nil, nil, createError(err)
+	cerr := c.client().Create(ctx, o.ID, guestSpec, GuestRootfs(o.ID), "")
+	if err := <-netDone; err != nil {
+		return nil, nil, fmt.Errorf("configure network in vm: %w", err)
 	}
+	if cerr != nil {
+		return nil, nil, createError(cerr)
+	}
+	log.Debug("guest calls done", "ms_since_agent_ready", time.Since(ready.Boot.AgentReady).Milliseconds())
 	cl.Release()
 	return &created{Container: c, spec: b.Spec}, lock, nil
 }

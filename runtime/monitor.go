@@ -166,7 +166,7 @@ func stopWhenInitExits(sess *yamux.Session, id string, qemuDone chan struct{}, l
 		log.Info("sandbox container exited; stopping the vm", "status", status)
 		time.Sleep(initExitGrace)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := client.Shutdown(ctx); err != nil {
+		if _, err := client.Shutdown(ctx); err != nil {
 			log.Warn("guest shutdown", "err", err)
 		}
 		cancel()
