@@ -101,12 +101,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
 
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
-	ycfg.EnableKeepAlive = false
-	// A paused guest stops draining the port; don't kill the session for it.
-	ycfg.ConnectionWriteTimeout = 5 * time.Minute
-	sess, err := yamux.Client(h.conn, ycfg)
+	sess, err := guestSession(h.conn, log)
 	if err != nil {
 		err = fmt.Errorf("start yamux: %w", err)
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -196,6 +191,35 @@ func reportReady(ready *os.File, m monitorReady) {
 	}
 	json.NewEncoder(ready).Encode(m)
 	ready.Close()
+}
+
+// guestSession multiplexes the agent connection. Every byte on it comes
+// from the guest, which is untrusted. yamux's windows bound what each
+// stream buffers (256 KiB) and the streams are the host's, opened one per
+// client connection. The agent never opens a stream, so a guest that does
+// is refused: the session ends at once. Left alone, yamux would keep up to
+// AcceptBacklog guest-opened streams with a full window each (256 × 256
+// KiB by default) for an Accept that never comes.
+func guestSession(conn net.Conn, log *slog.Logger) (*yamux.Session, error) {
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	ycfg.EnableKeepAlive = false
+	// A paused guest stops draining the port; don't kill the session for it.
+	ycfg.ConnectionWriteTimeout = 5 * time.Minute
+	ycfg.AcceptBacklog = 1
+	sess, err := yamux.Client(conn, ycfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return // the session ended
+		}
+		log.Warn("the guest opened a stream, which the agent never does: closing the session to the guest", "stream", st.StreamID())
+		sess.Close()
+	}()
+	return sess, nil
 }
 
 // serveProxy maps each client connection onto a new yamux stream.
