@@ -87,12 +87,16 @@ integration: all
 # Every fuzz target for a short while (FUZZTIME each); their corpora are
 # committed under */testdata/fuzz and run as plain tests by `make unit`.
 FUZZTIME ?= 10s
-FUZZ_TARGETS := agent:FuzzReadFrame agent:FuzzClientResponses runtime:FuzzBundleSpec
+# Minimising a new input must not eat the run: the relay fuzzers run ~100
+# inputs a second, and go test's default gives minimisation 60 s.
+FUZZMINIMIZETIME ?= 2s
+FUZZ_TARGETS := agent:FuzzReadFrame agent:FuzzClientResponses runtime:FuzzBundleSpec \
+	runtime:FuzzGuestSession runtime:FuzzStdioRelay
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}/; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./$${t%%:*}/; \
 	done
 
 test: unit fuzz integration

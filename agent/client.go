@@ -266,7 +266,13 @@ func (c *Client) Shutdown(ctx context.Context) (synced bool, err error) {
 }
 
 // DebugShell starts a shell in the guest, outside the containers, and
-// returns the stream that carries its pty.
-func (c *Client) DebugShell(ctx context.Context, width, height uint16, term string) (net.Conn, error) {
-	return c.openStream(ctx, &Request{Op: OpDebugShell, Width: width, Height: height, Term: term})
+// returns the stream that carries its pty. id names the shell for
+// ResizeDebugShell while it runs.
+func (c *Client) DebugShell(ctx context.Context, id string, width, height uint16, term string) (net.Conn, error) {
+	return c.openStream(ctx, &Request{Op: OpDebugShell, Exec: id, Width: width, Height: height, Term: term})
+}
+
+// ResizeDebugShell sets the window size of debug shell id's pty.
+func (c *Client) ResizeDebugShell(ctx context.Context, id string, width, height uint16) error {
+	return c.Resize(ctx, DebugDir, id, width, height)
 }

@@ -41,7 +41,7 @@ const (
 	OpStdio    = "stdio"    // attach a stdio stream: Container, Exec, Stream
 	OpWait     = "wait"     // wait for exit: Container, Exec
 	OpSignal   = "signal"   // Container, Exec ("" = init), Signal, All
-	OpResize   = "resize"   // Container, Exec, Width, Height
+	OpResize   = "resize"   // Container, Exec, Width, Height (a debug shell: Container DebugDir, Exec its id)
 	OpState    = "state"    // Container
 	OpPs       = "ps"       // Container: pids as seen from the guest
 	OpDelete   = "delete"   // Container: forget a stopped container
@@ -52,8 +52,10 @@ const (
 	OpNetwork  = "network"  // Network: configure the guest's NICs (idempotent)
 	OpShutdown = "shutdown" // sync the guest and power it off
 	// OpDebugShell starts a shell in the guest, outside the containers, on
-	// a pty the stream then carries: Width, Height, Term. Only sandboxes
-	// whose configuration enables it have the shell (see DebugDir).
+	// a pty the stream then carries: Width, Height, Term, and Exec, an id
+	// the host chose, by which OpResize (with Container DebugDir) resizes
+	// the shell's pty while it runs. Only sandboxes whose configuration
+	// enables it have the shell (see DebugDir).
 	OpDebugShell = "debug-shell"
 	OpPing       = "ping"
 )

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +53,13 @@ type Config struct {
 	// LateNetwork gives a VM whose network namespace is new (and may be
 	// filled after boot, as docker does) a spare NIC for it.
 	LateNetwork bool `toml:"late_network"`
+	// QEMUUser is who QEMU runs as: "sandbox" (a uid and gid of its own
+	// per sandbox, from QEMUUIDRange), a user name or "uid:gid" (every
+	// QEMU as that one user), or "root".
+	QEMUUser string `toml:"qemu_user"`
+	// QEMUUIDRange is the "FIRST-LAST" range of ids qemu_user = "sandbox"
+	// leases from: ids no user or file of the host has.
+	QEMUUIDRange string `toml:"qemu_uid_range"`
 
 	// Source is the file the configuration came from, or "" for defaults.
 	Source string `toml:"-"`
@@ -87,6 +96,10 @@ func Default() *Config {
 		Transport:   "auto",
 		LateNetwork: true,
 		BootTimeout: Duration{60 * time.Second},
+		QEMUUser:    "sandbox",
+		// 0x70000000 + 64 Ki: above the container ranges systemd-nspawn
+		// and /etc/subuid hand out.
+		QEMUUIDRange: "1879048192-1879113727",
 	}
 }
 
@@ -176,6 +189,12 @@ func (c *Config) Validate() error {
 	if c.BootTimeout.Duration <= 0 {
 		return fmt.Errorf("boot_timeout: %s must be positive", c.BootTimeout)
 	}
+	if err := validateQEMUUser(c.QEMUUser); err != nil {
+		return fmt.Errorf("qemu_user: %w", err)
+	}
+	if _, _, err := ParseIDRange(c.QEMUUIDRange); err != nil {
+		return fmt.Errorf("qemu_uid_range: %w", err)
+	}
 	if strings.Contains(c.KernelParams, "runvirt.") {
 		return errors.New("kernel_params: runvirt.* keys are set by runvirt itself")
 	}
@@ -187,4 +206,63 @@ func nonEmpty(key, v string) error {
 		return fmt.Errorf("%s: must not be empty", key)
 	}
 	return nil
+}
+
+// validateQEMUUser checks the form of qemu_user; a name is looked up when
+// a sandbox is created (runtime.Resolve).
+func validateQEMUUser(v string) error {
+	switch {
+	case v == "sandbox" || v == "root":
+		return nil
+	case strings.Contains(v, ":"):
+		_, _, err := ParseUIDGID(v)
+		return err
+	case v == "" || strings.ContainsAny(v, " \t/"):
+		return fmt.Errorf("%q is not \"sandbox\", \"root\", a user name or uid:gid", v)
+	}
+	return nil
+}
+
+// ParseUIDGID parses "uid:gid" (decimal ids).
+func ParseUIDGID(v string) (uid, gid uint32, err error) {
+	u, g, ok := strings.Cut(v, ":")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not uid:gid", v)
+	}
+	if uid, err = parseID(u); err == nil {
+		gid, err = parseID(g)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: %w", v, err)
+	}
+	return uid, gid, nil
+}
+
+// ParseIDRange parses "FIRST-LAST": ids from 1 (never root's 0) to
+// 4294967294 (2^32-1 is the kernel's "no id").
+func ParseIDRange(v string) (first, last uint32, err error) {
+	a, b, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not FIRST-LAST", v)
+	}
+	if first, err = parseID(a); err == nil {
+		last, err = parseID(b)
+	}
+	switch {
+	case err != nil:
+		return 0, 0, fmt.Errorf("%q: %w", v, err)
+	case first == 0:
+		return 0, 0, fmt.Errorf("%q includes 0 (root)", v)
+	case last < first:
+		return 0, 0, fmt.Errorf("%q: last is below first", v)
+	}
+	return first, last, nil
+}
+
+func parseID(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == math.MaxUint32 {
+		return 0, fmt.Errorf("%q is not an id from 0 to 4294967294", s)
+	}
+	return uint32(n), nil
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,16 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{`qemu = ""`, "qemu"},
 		{`kernel_params = "runvirt.share=9p"`, "kernel_params"},
 		{"[vm]\nmemory = 3", "vm"},
+		{`qemu_user = ""`, "qemu_user"},
+		{`qemu_user = "a b"`, "qemu_user"},
+		{`qemu_user = "1000:"`, "qemu_user"},
+		{`qemu_user = "1000:x"`, "qemu_user"},
+		{`qemu_user = "4294967295:1"`, "qemu_user"},
+		{`qemu_uid_range = "100"`, "qemu_uid_range"},
+		{`qemu_uid_range = "0-100"`, "qemu_uid_range"},
+		{`qemu_uid_range = "200-100"`, "qemu_uid_range"},
+		{`qemu_uid_range = "1-4294967295"`, "qemu_uid_range"},
+		{`qemu_uid_range = "-1-5"`, "qemu_uid_range"},
 	} {
 		_, err := Parse(tc.text)
 		if err == nil {
@@ -92,18 +103,46 @@ func TestLoadOrder(t *testing.T) {
 	}
 }
 
-// The example file documents every key and must parse as it is.
+// The example file documents every key, with its default value, and must
+// parse as it is.
 func TestExampleParses(t *testing.T) {
 	b, err := os.ReadFile("../config.toml.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Parse(string(b)); err != nil {
+	c, err := Parse(string(b))
+	if err != nil {
 		t.Fatalf("config.toml.example: %v", err)
 	}
-	for _, key := range []string{"qemu", "virtiofsd", "kernel", "initrd", "machine", "vcpus", "memory_mib", "accel", "shared_fs", "transport", "kernel_params", "boot_timeout", "debug", "late_network", "debug_shell"} {
-		if !strings.Contains(string(b), key+" =") {
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("config.toml.example's values are not the defaults:\n%+v\n%+v", c, Default())
+	}
+	ct := reflect.TypeOf(Config{})
+	for i := 0; i < ct.NumField(); i++ {
+		key := ct.Field(i).Tag.Get("toml")
+		if key == "-" {
+			continue
+		}
+		if !strings.Contains(string(b), "\n"+key+" =") {
 			t.Errorf("config.toml.example does not document %s", key)
 		}
+	}
+}
+
+func TestQEMUUser(t *testing.T) {
+	for _, v := range []string{"sandbox", "root", "nobody", "1000:1000", "0:0"} {
+		if _, err := Parse("qemu_user = \"" + v + "\""); err != nil {
+			t.Errorf("qemu_user = %q: %v", v, err)
+		}
+	}
+	c, err := Parse(`qemu_uid_range = "5-5"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, err := ParseIDRange(c.QEMUUIDRange); err != nil || a != 5 || b != 5 {
+		t.Errorf("range 5-5: %d %d %v", a, b, err)
+	}
+	if u, g, err := ParseUIDGID("7:8"); err != nil || u != 7 || g != 8 {
+		t.Errorf("7:8: %d %d %v", u, g, err)
 	}
 }

@@ -6,23 +6,31 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
-func baseVM(t *testing.T) *VM {
+func devNull(t *testing.T) *os.File {
 	f, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// baseVM's inherited files are, in order: the console (fd 3), QMP (4),
+// virtiofsd (5), the agent (6).
+func baseVM(t *testing.T) *VM {
 	return &VM{
 		ID: "c1", QEMU: "qemu-system-x86_64", Kernel: "/k", Initrd: "/i",
 		Machine: "q35", Accel: "tcg", VCPUs: 1, MemoryMiB: 256,
-		SharedFS: "virtio-fs", VirtiofsdSocket: "/s/fs.sock", ShareDir: "/s/shared",
-		Transport: "serial", AgentConn: f,
-		QMPSocket: "/s/qmp.sock", ConsoleLog: "/s/console.log",
+		SharedFS: "virtio-fs", Virtiofsd: devNull(t), ShareDir: "/s/shared",
+		Transport: "serial", AgentConn: devNull(t),
+		QMP: devNull(t), Console: devNull(t), ConsoleLog: "/s,x/console.log",
 	}
 }
 
@@ -51,19 +59,22 @@ func TestArgsQ35VirtiofsSerial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0] != vm.AgentConn {
-		t.Fatalf("want the agent socket as the only inherited file, got %v", files)
+	if want := []*os.File{vm.Console, vm.QMP, vm.Virtiofsd, vm.AgentConn}; !slices.Equal(files, want) {
+		t.Fatalf("inherited files %v, want %v", files, want)
 	}
 	for _, want := range []struct{ flag, prefix string }{
 		{"-machine", "q35,accel=tcg,memory-backend=mem"},
 		{"-object", "memory-backend-memfd,id=mem,size=256M,share=on"},
 		{"-device", "vhost-user-fs-pci,chardev=vfs,tag=runvirt"},
-		{"-chardev", "socket,id=vfs,path=/s/fs.sock"},
-		{"-chardev", "socket,id=agent,fd=3"},
+		{"-chardev", "socket,id=vfs,fd=5"},
+		{"-chardev", "socket,id=agent,fd=6"},
 		{"-device", "virtserialport,chardev=agent,name=runvirt.agent"},
 		{"-device", "virtio-serial-pci"},
-		{"-chardev", "socket,id=qmp,path=/s/qmp.sock,server=on,wait=off"},
-		{"-chardev", "file,id=console,path=/s/console.log"},
+		{"-chardev", "socket,id=qmp,fd=4,server=on,wait=off"},
+		// The console's path stays on the command line (ps shows whose
+		// QEMU it is), escaped for QEMU's option syntax.
+		{"-add-fd", "fd=3,set=1,opaque=/s,,x/console.log"},
+		{"-chardev", "file,id=console,path=/dev/fdset/1"},
 		{"-kernel", "/k"},
 		{"-initrd", "/i"},
 		{"-m", "256M"},
@@ -94,7 +105,7 @@ func TestArgsQ35VirtiofsSerial(t *testing.T) {
 
 func TestArgsMicrovm9pVsockKVM(t *testing.T) {
 	vm := baseVM(t)
-	vm.Machine, vm.Accel, vm.SharedFS = "microvm", "kvm", "9p"
+	vm.Machine, vm.Accel, vm.SharedFS, vm.Virtiofsd = "microvm", "kvm", "9p", nil
 	vm.Transport, vm.AgentConn = "vsock", nil
 	vm.VhostFD, vm.GuestCID, vm.VsockPort = os.Stdin, 42, 1234
 	vm.Debug = true
@@ -103,15 +114,15 @@ func TestArgsMicrovm9pVsockKVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0] != os.Stdin {
-		t.Fatalf("want the vhost fd inherited, got %v", files)
+	if want := []*os.File{vm.Console, vm.QMP, os.Stdin}; !slices.Equal(files, want) {
+		t.Fatalf("inherited files %v, want %v", files, want)
 	}
 	for _, want := range []struct{ flag, prefix string }{
 		{"-machine", "microvm,accel=kvm"},
 		{"-cpu", "host"},
 		{"-fsdev", "local,id=share,security_model=none"},
 		{"-device", "virtio-9p-device,fsdev=share,mount_tag=runvirt"},
-		{"-device", "vhost-vsock-device,guest-cid=42,vhostfd=3"},
+		{"-device", "vhost-vsock-device,guest-cid=42,vhostfd=5"},
 		{"-device", "virtio-rng-device"},
 	} {
 		if !hasArg(args, want.flag, want.prefix) {
@@ -140,14 +151,14 @@ func TestArgsNets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(files) != 3 || files[0] != vm.AgentConn || files[1] != os.Stdin || files[2] != os.Stdout {
-			t.Fatalf("%s: want the agent socket then the taps inherited, got %v", machine, files)
+		if want := []*os.File{vm.Console, vm.QMP, vm.Virtiofsd, vm.AgentConn, os.Stdin, os.Stdout}; !slices.Equal(files, want) {
+			t.Fatalf("%s: want the taps inherited last, got %v", machine, files)
 		}
 		dev := "virtio-net-pci"
 		if machine == "microvm" {
 			dev = "virtio-net-device"
 		}
-		if got, want := argValue(args, "-netdev"), []string{"tap,id=net0,fd=4", "tap,id=net1,fd=5"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		if got, want := argValue(args, "-netdev"), []string{"tap,id=net0,fd=7", "tap,id=net1,fd=8"}; strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("%s: -netdev %v, want %v", machine, got, want)
 		}
 		for _, want := range []string{dev + ",netdev=net0,mac=02:42:ac:11:00:02", dev + ",netdev=net1,mac=ae:00:00:00:00:01"} {
@@ -170,7 +181,10 @@ func TestArgsRejectsIncompleteVM(t *testing.T) {
 	for name, mut := range map[string]func(*VM){
 		"machine":      func(v *VM) { v.Machine = "pc" },
 		"accel":        func(v *VM) { v.Accel = "hvf" },
-		"no virtiofsd": func(v *VM) { v.VirtiofsdSocket = "" },
+		"no virtiofsd": func(v *VM) { v.Virtiofsd = nil },
+		"no console":   func(v *VM) { v.Console = nil },
+		"no qmp":       func(v *VM) { v.QMP = nil },
+		"9p as a user": func(v *VM) { v.SharedFS, v.User = "9p", &User{UID: 5, GID: 5} },
 		"no agent":     func(v *VM) { v.AgentConn = nil },
 		"vsock no cid": func(v *VM) { v.Transport = "vsock" },
 		"transport":    func(v *VM) { v.Transport = "tcp" },
@@ -292,5 +306,71 @@ func TestQMPDeadline(t *testing.T) {
 	}
 	if time.Since(start) > 3*time.Second {
 		t.Fatal("the deadline was not honoured")
+	}
+}
+
+// With a user, QEMU is started as it, with no supplementary group but the
+// ones given, and still dies with its starter; without one it runs as root.
+func TestCommandUser(t *testing.T) {
+	vm := baseVM(t)
+	cmd, err := vm.Command()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.SysProcAttr.Credential != nil || cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL {
+		t.Errorf("root qemu: %+v", cmd.SysProcAttr)
+	}
+	vm.User = &User{UID: 1879048200, GID: 1879048200}
+	cmd, err = vm.Command()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cmd.SysProcAttr.Credential
+	if c == nil || c.Uid != 1879048200 || c.Gid != 1879048200 || len(c.Groups) != 0 || c.NoSetGroups {
+		t.Errorf("credential %+v", c)
+	}
+	if cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL {
+		t.Error("qemu run as a user must still die with its monitor")
+	}
+	vm.User.Groups = []uint32{107}
+	cmd, _ = vm.Command()
+	if g := cmd.SysProcAttr.Credential.Groups; len(g) != 1 || g[0] != 107 {
+		t.Errorf("groups %v", g)
+	}
+}
+
+func TestCheckReadable(t *testing.T) {
+	dir := t.TempDir()
+	// t.TempDir's parent is private to root: open it up, as /usr/share is.
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	f := filepath.Join(dir, "vmlinux")
+	os.WriteFile(f, nil, 0o644)
+	other := &User{UID: 1879048200, GID: 1879048200}
+	if err := CheckReadable(f, other); err != nil {
+		t.Errorf("a 0644 file in 0755 dirs: %v", err)
+	}
+	if err := CheckReadable(f, nil); err != nil {
+		t.Errorf("root: %v", err)
+	}
+	link := filepath.Join(dir, "link")
+	os.Symlink(f, link)
+	if err := CheckReadable(link, other); err != nil {
+		t.Errorf("through a symlink: %v", err)
+	}
+	os.Chmod(f, 0o640)
+	if err := CheckReadable(f, other); err == nil || !strings.Contains(err.Error(), "not readable by uid 1879048200") {
+		t.Errorf("a 0640 file: %v", err)
+	}
+	if err := CheckReadable(f, &User{UID: 1879048200, GID: 1879048200, Groups: []uint32{uint32(os.Getgid())}}); err != nil {
+		t.Errorf("a 0640 file, read through its group: %v", err)
+	}
+	os.Chmod(f, 0o644)
+	os.Chmod(dir, 0o700)
+	if err := CheckReadable(f, other); err == nil || !strings.Contains(err.Error(), dir+" (mode 700") {
+		t.Errorf("a 0700 dir: %v", err)
+	}
+	if err := CheckReadable(filepath.Join(dir, "none"), other); err == nil {
+		t.Error("a missing file")
 	}
 }

@@ -23,9 +23,11 @@ type VM struct {
 	VCPUs     int
 	MemoryMiB int
 
-	SharedFS        string // virtio-fs | 9p
-	ShareDir        string // 9p: the directory QEMU exports
-	VirtiofsdSocket string // virtio-fs: virtiofsd's vhost-user socket
+	SharedFS string // virtio-fs | 9p
+	ShareDir string // 9p: the directory QEMU exports
+	// Virtiofsd (virtio-fs) is a connection to virtiofsd's vhost-user
+	// socket, made by runvirt.
+	Virtiofsd *os.File
 
 	// Transport is "serial" or "vsock". For serial, AgentConn is QEMU's end
 	// of a connected socket pair backing the virtio-serial port. For vsock,
@@ -40,8 +42,17 @@ type VM struct {
 	// Nets are the guest's NICs, one virtio-net device each, in order.
 	Nets []NetIface
 
-	QMPSocket  string
+	// QMP is the listening socket of QEMU's QMP monitor and Console the
+	// guest console's log, open for writing; ConsoleLog is its path, only
+	// shown on QEMU's command line. Like every file QEMU uses, they are
+	// opened by runvirt and inherited: QEMU may run as a user that cannot
+	// open them (they live in root's private directories).
+	QMP        *os.File
+	Console    *os.File
 	ConsoleLog string
+
+	// User, when set, is who QEMU runs as (see User); nil: root.
+	User *User
 
 	KernelParams string // extra, from the config
 	Debug        bool
@@ -166,9 +177,12 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		"-kernel", vm.Kernel,
 		"-initrd", vm.Initrd,
 		"-append", vm.Cmdline(),
-		"-chardev", "file,id=console,path=" + vm.ConsoleLog,
+		// The console goes through an fd set: a file chardev takes a path,
+		// and /dev/fdset/N is one QEMU resolves to an inherited fd.
+		"-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", fds.add(vm.Console), consoleFDSet, qemuOptEscape(vm.ConsoleLog)),
+		"-chardev", fmt.Sprintf("file,id=console,path=/dev/fdset/%d", consoleFDSet),
 		"-serial", "chardev:console",
-		"-chardev", "socket,id=qmp,path=" + vm.QMPSocket + ",server=on,wait=off",
+		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", fds.add(vm.QMP)),
 		"-mon", "chardev=qmp,mode=control",
 		"-device", vm.device("virtio-rng"),
 	}
@@ -181,7 +195,7 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		machine += ",memory-backend=mem"
 		a = append(a,
 			"-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", vm.MemoryMiB),
-			"-chardev", "socket,id=vfs,path="+vm.VirtiofsdSocket,
+			"-chardev", fmt.Sprintf("socket,id=vfs,fd=%d", fds.add(vm.Virtiofsd)),
 			"-device", vm.device("vhost-user-fs")+",chardev=vfs,tag="+agent.ShareTag+",queue-size=1024",
 		)
 		if vm.Machine == "microvm" {
@@ -221,8 +235,12 @@ func (vm *VM) check() error {
 		return fmt.Errorf("machine %q is not supported (q35, microvm)", vm.Machine)
 	case vm.Accel != "kvm" && vm.Accel != "tcg":
 		return fmt.Errorf("accel %q is not supported (kvm, tcg)", vm.Accel)
-	case vm.SharedFS == "virtio-fs" && vm.VirtiofsdSocket == "":
-		return fmt.Errorf("virtio-fs needs a virtiofsd socket")
+	case vm.Console == nil || vm.QMP == nil:
+		return fmt.Errorf("qemu needs an open console log and qmp socket")
+	case vm.SharedFS == "virtio-fs" && vm.Virtiofsd == nil:
+		return fmt.Errorf("virtio-fs needs a connection to virtiofsd")
+	case vm.SharedFS == "9p" && vm.User != nil:
+		return fmt.Errorf("9p needs qemu to run as root")
 	case vm.SharedFS == "9p" && vm.ShareDir == "":
 		return fmt.Errorf("9p needs a share directory")
 	case vm.SharedFS != "virtio-fs" && vm.SharedFS != "9p":
@@ -248,7 +266,8 @@ func (vm *VM) check() error {
 
 // Command returns the QEMU process, not yet started. QEMU gets SIGKILL if
 // the process that starts it dies, so a killed monitor never leaves a VM
-// running on its own.
+// running on its own. With vm.User set, QEMU starts as that user: it never
+// runs as root at all (see User).
 func (vm *VM) Command() (*exec.Cmd, error) {
 	args, files, err := vm.Args()
 	if err != nil {
@@ -256,6 +275,8 @@ func (vm *VM) Command() (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(vm.QEMU, args...)
 	cmd.ExtraFiles = files
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Pdeathsig survives the drop: Go sets it after the credentials (a
+	// change of credentials clears it), and QEMU is no setuid binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: vm.User.credential()}
 	return cmd, nil
 }

@@ -1,11 +1,16 @@
 package integration
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -136,5 +141,74 @@ func TestDebugShell(t *testing.T) {
 	if !strings.Contains(string(out), "in-guest-42") || !strings.Contains(string(out), "@debug") || !strings.Contains(string(out), "on") {
 		t.Errorf("debug-shell output %q", out)
 	}
+	debugShellFollowsResize(t, e, "on")
 	e.mustRun("delete", "--force", "on")
+}
+
+// debugShellFollowsResize runs debug-shell on a terminal of ours and
+// checks that the guest's pty takes the terminal's size, at start and
+// after a resize (SIGWINCH to runvirt, as a terminal emulator sends).
+func debugShellFollowsResize(t *testing.T, e *env, id string) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open a pty: %v", err)
+	}
+	defer ptmx.Close()
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
+	cmd := e.command("debug-shell", id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	// runvirt leads a session whose terminal is the pty: the kernel sends
+	// it SIGWINCH when the size changes.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var mu sync.Mutex
+	var out bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// stty size answers "ROWS COLS"; ask until it does (the shell and the
+	// resize take a moment to cross).
+	expect := func(want string) {
+		t.Helper()
+		for t0 := time.Now(); time.Since(t0) < 30*time.Second; {
+			ptmx.Write([]byte("stty size\r"))
+			time.Sleep(500 * time.Millisecond)
+			mu.Lock()
+			got := out.String()
+			mu.Unlock()
+			if strings.Contains(got, "\n"+want+"\r") {
+				return
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("the debug shell never saw size %q: %q", want, out.String())
+	}
+	expect("24 80")
+	pty.Setsize(ptmx, &pty.Winsize{Rows: 50, Cols: 132})
+	expect("50 132")
+	ptmx.Write([]byte("exit\r"))
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("debug-shell on a terminal: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Error("debug-shell did not end after exit")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/runvirt/runvirt/config"
 	"github.com/runvirt/runvirt/hypervisor"
@@ -107,13 +108,18 @@ func Check(cfg *config.Config) CheckReport {
 		}
 	}
 
+	sc, warns, err := Resolve(cfg, h)
+	if err == nil {
+		it := checkQEMUUser(cfg, sc)
+		add(it.Name, it.OK, it.Fatal, it.Info)
+	}
+
 	r.CanRun = true
 	for _, it := range r.Items {
 		if it.Fatal {
 			r.CanRun = false
 		}
 	}
-	sc, warns, err := Resolve(cfg, h)
 	if err != nil {
 		r.Use = "nothing: " + err.Error()
 		r.CanRun = false
@@ -125,6 +131,41 @@ func Check(cfg *config.Config) CheckReport {
 		}
 	}
 	return r
+}
+
+// checkQEMUUser starts QEMU as the user it will run as (leasing an id for
+// it as a sandbox would) and says who it ran as. QEMU as root is not fatal:
+// it is what qemu_user = "root" asks for, and what 9p needs.
+func checkQEMUUser(cfg *config.Config, sc SandboxConfig) CheckItem {
+	it := CheckItem{Name: "qemu-user"}
+	if sc.QEMUUser == "" {
+		it.Info = "QEMU runs as root (qemu_user = \"root\")"
+		if cfg.SharedFS == "9p" && cfg.QEMUUser != "root" {
+			it.Info = "QEMU runs as root: shared_fs = \"9p\" needs it (its 9p server opens the share's files as their owners); virtio-fs lets QEMU run unprivileged"
+		}
+		return it
+	}
+	u, lease, err := qemuUserOf(sc, UIDLeaseDir)
+	if err != nil {
+		it.Fatal, it.Info = true, err.Error()
+		return it
+	}
+	defer lease.release()
+	uid, err := hypervisor.ProbeUser(sc.QEMU, u, 10*time.Second)
+	if err != nil {
+		it.Fatal, it.Info = true, fmt.Sprintf("%v (try: qemu_user = \"root\")", err)
+		return it
+	}
+	if uid != int(u.UID) {
+		it.Fatal, it.Info = true, fmt.Sprintf("QEMU started as %s ran as uid %d", u, uid)
+		return it
+	}
+	it.OK = true
+	it.Info = fmt.Sprintf("QEMU ran as uid %d under -sandbox and answered QMP", uid)
+	if sc.QEMUUser == "sandbox" {
+		it.Info += fmt.Sprintf(" (qemu_user = \"sandbox\": one uid per sandbox from %d-%d)", sc.QEMUUIDs[0], sc.QEMUUIDs[1])
+	}
+	return it
 }
 
 func qemuVersion(qemu string) string {

@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"time"
 
 	"github.com/runvirt/runvirt/agent"
 	"golang.org/x/sys/unix"
@@ -56,10 +60,16 @@ func DebugShell(ctx context.Context, g Globals, id string, stdin, stdout *os.Fil
 		return fmt.Errorf("the vm of sandbox %s is not running", c.State.Sandbox)
 	}
 	var w, h uint16 = 80, 24
-	if ws, err := unix.IoctlGetWinsize(int(stdout.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
+	if ws := winsizeOf(stdout, stdin); ws != nil {
 		w, h = ws.Col, ws.Row
 	}
-	conn, err := c.client().DebugShell(ctx, w, h, os.Getenv("TERM"))
+	// Catch SIGWINCH before the shell starts, so no resize is lost.
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, unix.SIGWINCH)
+	defer signal.Stop(winch)
+	client := c.client()
+	shellID := newShellID()
+	conn, err := client.DebugShell(ctx, shellID, w, h, os.Getenv("TERM"))
 	if err != nil {
 		return fmt.Errorf("debug shell: %w", err)
 	}
@@ -71,6 +81,13 @@ func DebugShell(ctx context.Context, g Globals, id string, stdin, stdout *os.Fil
 		}
 		defer restore()
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go relayWinch([]*os.File{stdout, stdin}, winch, done, func(w, h uint16) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return client.ResizeDebugShell(ctx, shellID, w, h)
+	}, log)
 	go func() {
 		io.Copy(conn, stdin)
 		if !isTerminal(stdin) {
@@ -81,4 +98,45 @@ func DebugShell(ctx context.Context, g Globals, id string, stdin, stdout *os.Fil
 	}()
 	_, err = io.Copy(stdout, conn)
 	return err
+}
+
+// relayWinch resizes the guest's pty to our terminal's window size (the
+// first of ttys that is a terminal) each time SIGWINCH arrives on winch, as
+// the container's terminal relay does, until done closes.
+func relayWinch(ttys []*os.File, winch <-chan os.Signal, done <-chan struct{}, resize func(w, h uint16) error, log *slog.Logger) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-winch:
+			ws := winsizeOf(ttys...)
+			if ws == nil {
+				continue
+			}
+			if err := resize(ws.Col, ws.Row); err != nil {
+				log.Debug("resize the debug shell", "err", err)
+			}
+		}
+	}
+}
+
+// winsizeOf is the window size of the first of files that is a terminal
+// with a size, or nil.
+func winsizeOf(files ...*os.File) *unix.Winsize {
+	for _, f := range files {
+		if f == nil {
+			continue
+		}
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
+			return ws
+		}
+	}
+	return nil
+}
+
+// newShellID names a debug shell for its resizes.
+func newShellID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

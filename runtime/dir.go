@@ -36,6 +36,10 @@ func (d Dir) Lock() string { return d.join("lock") }
 // already past the 108 bytes a socket path may have.
 const SocketBase = "/run/runvirt-sockets"
 
+// UIDLeaseDir holds the lock files by which monitors lease QEMU's uids
+// (qemu_user = "sandbox"); see uidLease.
+const UIDLeaseDir = "/run/runvirt-uids"
+
 // SocketDir is the sandbox's socket directory, named by a hash of the root
 // and the id so that every verb finds it without reading the state.
 func (d Dir) SocketDir() string {

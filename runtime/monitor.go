@@ -61,6 +61,7 @@ type vmHandles struct {
 	conn        net.Conn      // the agent connection
 	listener    io.Closer
 	vhost       *os.File
+	lease       *uidLease // QEMU's uid, released once QEMU is gone
 }
 
 // RunMonitor is the body of the hidden `runvirt monitor` command. ready is
@@ -100,12 +101,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
 
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
-	ycfg.EnableKeepAlive = false
-	// A paused guest stops draining the port; don't kill the session for it.
-	ycfg.ConnectionWriteTimeout = 5 * time.Minute
-	sess, err := yamux.Client(h.conn, ycfg)
+	sess, err := guestSession(h.conn, log)
 	if err != nil {
 		err = fmt.Errorf("start yamux: %w", err)
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -199,6 +195,35 @@ func reportReady(ready *os.File, m monitorReady) {
 	ready.Close()
 }
 
+// guestSession multiplexes the agent connection. Every byte on it comes
+// from the guest, which is untrusted. yamux's windows bound what each
+// stream buffers (256 KiB) and the streams are the host's, opened one per
+// client connection. The agent never opens a stream, so a guest that does
+// is refused: the session ends at once. Left alone, yamux would keep up to
+// AcceptBacklog guest-opened streams with a full window each (256 × 256
+// KiB by default) for an Accept that never comes.
+func guestSession(conn net.Conn, log *slog.Logger) (*yamux.Session, error) {
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	ycfg.EnableKeepAlive = false
+	// A paused guest stops draining the port; don't kill the session for it.
+	ycfg.ConnectionWriteTimeout = 5 * time.Minute
+	ycfg.AcceptBacklog = 1
+	sess, err := yamux.Client(conn, ycfg)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return // the session ended
+		}
+		log.Warn("the guest opened a stream, which the agent never does: closing the session to the guest", "stream", st.StreamID())
+		sess.Close()
+	}()
+	return sess, nil
+}
+
 // serveProxy maps each client connection onto a new yamux stream.
 func serveProxy(ln net.Listener, sess *yamux.Session, log *slog.Logger) {
 	for {
@@ -245,9 +270,34 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 		ID: d.ID, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Initrd: cfg.Initrd,
 		Machine: cfg.Machine, Accel: cfg.Accel, VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB,
 		SharedFS: cfg.SharedFS, ShareDir: d.Share(), Transport: cfg.Transport,
-		QMPSocket: d.QMPSocket(), ConsoleLog: d.ConsoleLog(),
+		ConsoleLog:   d.ConsoleLog(),
 		KernelParams: cfg.KernelParams, Debug: cfg.Debug,
 	}
+	if vm.User, h.lease, err = qemuUserOf(cfg, UIDLeaseDir); err != nil {
+		return h, hello, err
+	}
+	switch {
+	case vm.User != nil:
+		log.Info("qemu runs unprivileged", "user", vm.User.String(), "groups", vm.User.Groups)
+	case cfg.SharedFS == "9p":
+		log.Info("qemu runs as root: its 9p server opens the share's files as their owners (virtio-fs lets it run unprivileged)")
+	default:
+		log.Info("qemu runs as root (qemu_user = \"root\")")
+	}
+	// QEMU may not open these paths itself (see hypervisor.User): it gets
+	// them open. None is readable by other users.
+	console, err := os.OpenFile(d.ConsoleLog(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return h, hello, fmt.Errorf("open guest console log: %w", err)
+	}
+	defer console.Close()
+	vm.Console = console
+	qmp, err := listenFile(d.QMPSocket())
+	if err != nil {
+		return h, hello, fmt.Errorf("qmp socket: %w", err)
+	}
+	defer qmp.Close()
+	vm.QMP = qmp
 	if cfg.Machine == "microvm" {
 		vm.TSCkHz = hypervisor.HostTSCkHz()
 	}
@@ -258,7 +308,19 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 		if err := h.startVirtiofsd(d, cfg); err != nil {
 			return h, hello, err
 		}
-		vm.VirtiofsdSocket = d.FSSocket()
+		// virtiofsd's socket listens already: the connection waits in its
+		// backlog until virtiofsd accepts it.
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: d.FSSocket(), Net: "unix"})
+		if err != nil {
+			return h, hello, fmt.Errorf("connect to virtiofsd: %w", err)
+		}
+		f, err := c.File()
+		c.Close()
+		if err != nil {
+			return h, hello, fmt.Errorf("connect to virtiofsd: %w", err)
+		}
+		defer f.Close()
+		vm.Virtiofsd = f
 	}
 
 	var accept func(time.Duration) (net.Conn, error)
@@ -402,16 +464,22 @@ func isClosed(ch chan struct{}) bool {
 	}
 }
 
-func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
-	os.Remove(d.FSSocket())
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.FSSocket(), Net: "unix"})
+// listenFile returns a unix socket listening on path, as a file to hand
+// to a helper. The path stays when the helper exits; stop removes it.
+func listenFile(path string) (*os.File, error) {
+	os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", d.FSSocket(), err)
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	// virtiofsd has the socket; ours only goes (and must not unlink it).
+	// The helper has the socket; ours only goes (and must not unlink it).
 	ln.SetUnlinkOnClose(false)
 	defer ln.Close()
-	f, err := ln.File()
+	return ln.File()
+}
+
+func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
+	f, err := listenFile(d.FSSocket())
 	if err != nil {
 		return fmt.Errorf("virtiofsd socket: %w", err)
 	}
@@ -455,6 +523,8 @@ func (h *vmHandles) stop(d Dir, log *slog.Logger) {
 	if h.vhost != nil {
 		h.vhost.Close()
 	}
+	// QEMU is gone: its uid may go to another sandbox.
+	h.lease.release()
 	os.Remove(d.QMPSocket())
 	os.Remove(d.FSSocket())
 	os.Remove(d.QEMUPid())

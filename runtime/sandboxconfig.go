@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	osuser "os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ type SandboxConfig struct {
 	KernelParams string        `json:"kernel_params,omitempty"`
 	BootTimeout  time.Duration `json:"boot_timeout"`
 	Debug        bool          `json:"debug,omitempty"`
+	// QEMUUser is who QEMU runs as: "sandbox" (a uid and gid of its own,
+	// leased from QEMUUIDs by the monitor), "uid:gid", or "" for root.
+	QEMUUser string    `json:"qemu_user,omitempty"`
+	QEMUUIDs [2]uint32 `json:"qemu_uids"`
 }
 
 // Host is what the host offers; detected once per process.
@@ -85,6 +90,9 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
 		DebugShell: c.DebugShell,
 	}
+	if sc.QEMUUser, sc.QEMUUIDs, err = resolveQEMUUser(c); err != nil {
+		return SandboxConfig{}, nil, err
+	}
 	if c.SharedFS == "virtio-fs" {
 		if _, err := os.Stat(c.Virtiofsd); err != nil {
 			return SandboxConfig{}, nil, fmt.Errorf("virtiofsd: %w (try: apt-get install qemu-system-x86, or set shared_fs = \"9p\")", err)
@@ -92,6 +100,36 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		sc.Virtiofsd = c.Virtiofsd
 	}
 	return sc, warns, nil
+}
+
+// resolveQEMUUser turns qemu_user into SandboxConfig.QEMUUser: a name is
+// looked up now, and root is "". 9p keeps QEMU root: its server opens the
+// share's files as their owners (the monitor logs why).
+func resolveQEMUUser(c *config.Config) (user string, ids [2]uint32, err error) {
+	switch {
+	case c.QEMUUser == "root" || c.SharedFS == "9p":
+		return "", ids, nil
+	case c.QEMUUser == "sandbox":
+		first, last, err := config.ParseIDRange(c.QEMUUIDRange)
+		if err != nil {
+			return "", ids, fmt.Errorf("qemu_uid_range: %w", err)
+		}
+		return "sandbox", [2]uint32{first, last}, nil
+	}
+	uid, gid, err := config.ParseUIDGID(c.QEMUUser)
+	if err != nil {
+		u, lerr := osuser.Lookup(c.QEMUUser)
+		if lerr != nil {
+			return "", ids, fmt.Errorf("qemu_user: %w (set it in %s)", lerr, configName(c))
+		}
+		if uid, gid, err = config.ParseUIDGID(u.Uid + ":" + u.Gid); err != nil {
+			return "", ids, fmt.Errorf("qemu_user %s: %w", c.QEMUUser, err)
+		}
+	}
+	if uid == 0 {
+		return "", ids, nil
+	}
+	return fmt.Sprintf("%d:%d", uid, gid), ids, nil
 }
 
 func configName(c *config.Config) string {

@@ -19,10 +19,16 @@ import (
 // the busybox the host put in the share's debug directory, which it does
 // only for sandboxes whose configuration enables the debug shell; without
 // it there is no shell to start. The shell ends when the stream does.
+// While it runs, OpResize with the id the host gave (req.Exec) resizes its
+// pty.
 func (s *Server) debugShell(req *agent.Request) (*agent.Response, func(net.Conn)) {
 	busybox := filepath.Join(agent.GuestShareDir, agent.DebugDir, "busybox")
 	if _, err := os.Stat(busybox); err != nil {
 		return errResp(&agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "the debug shell is not enabled for this sandbox"}), nil
+	}
+	id := req.Exec
+	if len(id) > 64 {
+		return errResp(&agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "debug shell id longer than 64 bytes"}), nil
 	}
 	cmd := exec.Command(busybox, "sh", "-l")
 	cmd.Dir = "/"
@@ -42,7 +48,13 @@ func (s *Server) debugShell(req *agent.Request) (*agent.Response, func(net.Conn)
 	if err != nil {
 		return errResp(fmt.Errorf("start the debug shell: %w", err)), nil
 	}
-	s.log.Info("debug shell started", "pid", cmd.Process.Pid)
+	if err := s.addDebugShell(id, ptmx); err != nil {
+		unix.Kill(cmd.Process.Pid, unix.SIGKILL)
+		ptmx.Close()
+		go func() { <-exited }()
+		return errResp(err), nil
+	}
+	s.log.Info("debug shell started", "pid", cmd.Process.Pid, "id", id)
 	return &agent.Response{Pid: cmd.Process.Pid}, func(st net.Conn) {
 		go func() {
 			io.Copy(ptmx, st)
@@ -52,8 +64,42 @@ func (s *Server) debugShell(req *agent.Request) (*agent.Response, func(net.Conn)
 		}()
 		io.Copy(st, ptmx)
 		status := <-exited
+		s.removeDebugShell(id)
 		ptmx.Close()
 		st.Close()
 		s.log.Info("debug shell ended", "pid", cmd.Process.Pid, "status", status)
 	}
+}
+
+// addDebugShell records a running shell's pty under id ("": a shell that
+// is not resized, as an older host starts).
+func (s *Server) addDebugShell(id string, ptmx *os.File) error {
+	if id == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.shells[id]; ok {
+		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: fmt.Sprintf("a debug shell %q runs already", id)}
+	}
+	s.shells[id] = ptmx
+	return nil
+}
+
+func (s *Server) removeDebugShell(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.shells, id)
+}
+
+// resizeDebugShell sets the window size of debug shell id's pty; the
+// kernel sends the shell SIGWINCH.
+func (s *Server) resizeDebugShell(id string, ws *unix.Winsize) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ptmx, ok := s.shells[id]
+	if !ok || id == "" {
+		return &agent.RemoteError{Kind: agent.ErrKindNotFound, Msg: fmt.Sprintf("no debug shell %q", id)}
+	}
+	return setWinsize(ptmx, ws)
 }

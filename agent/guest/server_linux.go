@@ -28,6 +28,7 @@ type Server struct {
 	mu         sync.Mutex
 	containers map[string]*container // guarded by mu
 	creating   map[string]bool       // guarded by mu: ids whose init is being set up
+	shells     map[string]*os.File   // guarded by mu: the running debug shells' ptys, by id
 
 	// netMu serializes network requests: two scans never interleave.
 	netMu sync.Mutex
@@ -85,6 +86,7 @@ func NewServer(log *slog.Logger, powerOff func()) *Server {
 		powerOff:   powerOff,
 		containers: map[string]*container{},
 		creating:   map[string]bool{},
+		shells:     map[string]*os.File{},
 	}
 }
 
@@ -658,6 +660,9 @@ func (s *Server) signal(req *agent.Request) error {
 }
 
 func (s *Server) resize(req *agent.Request) error {
+	if req.Container == agent.DebugDir {
+		return s.resizeDebugShell(req.Exec, &unix.Winsize{Row: req.Height, Col: req.Width})
+	}
 	p, err := s.lookup(req.Container, req.Exec)
 	if err != nil {
 		return err
