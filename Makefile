@@ -94,10 +94,7 @@ FUZZ_TARGETS := agent:FuzzReadFrame agent:FuzzClientResponses runtime:FuzzBundle
 	runtime:FuzzGuestSession runtime:FuzzStdioRelay
 
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./$${t%%:*}/; \
-	done
+	scripts/fuzz.sh $(GO) $(FUZZTIME) $(FUZZMINIMIZETIME) $(FUZZ_TARGETS)
 
 test: unit fuzz integration
 
