@@ -704,6 +704,22 @@ func TestSpawnSeccomp(t *testing.T) {
 		}
 	}
 
+	// A profile that denies close_range, loaded early (no no_new_privs):
+	// the agent's own fds are marked close-on-exec before it.
+	noCloseRange := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActAllow,
+		Syscalls:      []specs.LinuxSyscall{{Names: []string{"close_range"}, Action: specs.ActErrno, ErrnoRet: uintPtr(uint(unix.ENOSYS))}},
+	}
+	for _, nnp := range []bool{true, false} {
+		spec := testSpec("sh", "-c", "echo ok")
+		spec.Process.NoNewPrivileges = nnp
+		spec.Linux.Seccomp = noCloseRange
+		r := runInit(t, "seccomp-close-range", spec, root)
+		if r.stdout != "ok\n" || r.status.ExitStatus() != 0 {
+			t.Errorf("a profile denying close_range, no_new_privs %v: stdout %q (status %v, stderr %q)", nnp, r.stdout, r.status, r.stderr)
+		}
+	}
+
 	noMkdir := &specs.LinuxSeccomp{
 		DefaultAction: specs.ActAllow,
 		Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActErrno,

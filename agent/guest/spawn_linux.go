@@ -733,6 +733,12 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await 
 			return fmt.Errorf("seccomp profile: %w", err)
 		}
 	}
+	// Before any filter: a profile need not allow close_range (the OCI
+	// validation suite's default one does not), and the fds stay usable
+	// until execve.
+	if err := closeExtraFds(); err != nil {
+		return err
+	}
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -768,9 +774,6 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await 
 	unix.Umask(int(umask))
 	path, err := lookPath("", p.Args[0], envValue(env, "PATH"))
 	if err != nil {
-		return err
-	}
-	if err := closeExtraFds(); err != nil {
 		return err
 	}
 	report := os.NewFile(childReportFd, "report")
