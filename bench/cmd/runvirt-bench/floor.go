@@ -165,3 +165,39 @@ func scanConsole(path, prefix string) (string, bool) {
 }
 
 func consolePath(dir, name string) string { return filepath.Join(dir, name+".console") }
+
+// startOnly is QEMU's own start for the floor's command line: QEMU with -S
+// (the vCPU never runs) and QMP on stdin, which quits as soon as QEMU reads
+// it, so the wall time is QEMU exec → ready to run the guest → exit.
+func (f floorVM) startOnly(ctx context.Context) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, f.QEMU, f.startOnlyArgs()...)
+	cmd.Stdin = strings.NewReader(`{"execute":"qmp_capabilities"}` + "\n" + `{"execute":"quit"}` + "\n")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	wall := time.Since(t0)
+	if err != nil {
+		return wall, fmt.Errorf("qemu -S: %v: %s", err, strings.TrimSpace(out.String()))
+	}
+	if !strings.Contains(out.String(), "host-qmp-quit") {
+		return wall, fmt.Errorf("qemu -S did not quit over QMP: %s", strings.TrimSpace(out.String()))
+	}
+	return wall, nil
+}
+
+func (f floorVM) startOnlyArgs() []string {
+	return append(f.args(), "-S", "-qmp", "stdio")
+}
+
+// qemuStartOnly is a start-latency variant: QEMU's start alone, with the
+// microvm floor's command line.
+func (b *bench) qemuStartOnly() (time.Duration, map[string]float64, error) {
+	f := floorVM{QEMU: b.o.QEMU, Kernel: b.kernel(), Initrd: b.floorRD, Machine: "microvm",
+		Accel: b.accel, MemoryMiB: 256, Console: consolePath(b.work, "qemu-start")}
+	b.res.Cmdline["qemu start only"] = b.o.QEMU + " " + shellJoin(f.startOnlyArgs())
+	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
+	defer cancel()
+	d, err := f.startOnly(ctx)
+	return d, nil, err
+}

@@ -29,7 +29,7 @@ type options struct {
 	Reps, ExecReps, Sandboxes, IOReps, IOMiB       int
 	NetReps, NetSeconds, NetRoundTrips             int
 	Settle                                         time.Duration
-	Microvm, Keep                                  bool
+	Q35, Keep                                      bool
 }
 
 // bench holds what one run needs and what it found.
@@ -100,7 +100,7 @@ func main() {
 	flag.IntVar(&o.IOReps, "io-reps", 3, "repetitions of each I/O test")
 	flag.IntVar(&o.IOMiB, "io-mib", 32, "I/O file size in MiB")
 	flag.DurationVar(&o.Settle, "settle", 5*time.Second, "idle time before memory is measured")
-	flag.BoolVar(&o.Microvm, "microvm", true, "also measure machine = microvm")
+	flag.BoolVar(&o.Q35, "q35", true, "also measure machine = q35 (start latency, beside the default microvm)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory")
 	flag.StringVar(&o.Suite, "suite", "start", `what to measure: "start" (start, exec, footprint, I/O) or "network"`)
 	flag.StringVar(&o.BenchNet, "bench-net", "build/bench/bench-net", "static network workload (network suite)")
@@ -243,7 +243,7 @@ func (b *bench) setup() error {
 	}
 	b.cfg = make(map[string]string)
 	for _, v := range []struct{ name, machine, fs string }{
-		{"q35-virtiofs", "q35", "virtio-fs"}, {"q35-9p", "q35", "9p"}, {"microvm-virtiofs", "microvm", "virtio-fs"},
+		{cfgPrimary, "microvm", "virtio-fs"}, {cfg9p, "microvm", "9p"}, {cfgQ35, "q35", "virtio-fs"},
 	} {
 		p := filepath.Join(b.work, v.name+".toml")
 		text := fmt.Sprintf("kernel = %q\ninitrd = %q\nmachine = %q\nshared_fs = %q\nmemory_mib = 256\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n",

@@ -85,16 +85,26 @@ func debugTimings(path string) map[string]float64 {
 	return f
 }
 
-// Start-latency variants, in report order.
+// Start-latency variants, in report order. microvm is runvirt's default
+// machine, so its variants are the primary ones; q35 is measured beside it.
 const (
+	vHostTrue     = "host: exec `/bin/true`"
 	vRuncTrue     = "runc run `true`"
 	vRuncEcho     = "runc run `echo hi`"
-	vRVTrue       = "runvirt run `true` (q35, virtio-fs)"
-	vRVEcho       = "runvirt run `echo hi` (q35, virtio-fs)"
-	vRV9pTrue     = "runvirt run `true` (q35, 9p)"
-	vRVMicroTrue  = "runvirt run `true` (microvm, virtio-fs)"
-	vFloorQ35     = "floor: bare QEMU boot → power off (q35)"
+	vQEMUStart    = "QEMU alone: start with `-S`, quit over QMP (microvm floor's command line)"
 	vFloorMicrovm = "floor: bare QEMU boot → power off (microvm)"
+	vRVTrue       = "runvirt run `true` (microvm, virtio-fs)"
+	vRVEcho       = "runvirt run `echo hi` (microvm, virtio-fs)"
+	vRV9pTrue     = "runvirt run `true` (microvm, 9p)"
+	vFloorQ35     = "floor: bare QEMU boot → power off (q35)"
+	vRVQ35True    = "runvirt run `true` (q35, virtio-fs)"
+)
+
+// Configs (see setup): the primary one is runvirt's default machine.
+const (
+	cfgPrimary = "microvm-virtiofs"
+	cfg9p      = "microvm-9p"
+	cfgQ35     = "q35-virtiofs"
 )
 
 func (b *bench) startLatency() {
@@ -142,18 +152,24 @@ func (b *bench) startLatency() {
 			return d, map[string]float64{"guest_init": g}, err
 		}
 	}
+	hostTrue := func() (time.Duration, map[string]float64, error) {
+		d, _, err := timed(exec.Command("/bin/true"))
+		return d, nil, err
+	}
 	vs := []variant{
+		{vHostTrue, hostTrue},
 		{vRuncTrue, runcRun([]string{"true"}, "")},
 		{vRuncEcho, runcRun([]string{"echo", "hi"}, "hi")},
-		{vFloorQ35, floor("q35")},
-		{vRVTrue, runvirtRun("q35-virtiofs", []string{"true"}, "")},
-		{vRVEcho, runvirtRun("q35-virtiofs", []string{"echo", "hi"}, "hi")},
-		{vRV9pTrue, runvirtRun("q35-9p", []string{"true"}, "")},
+		{vQEMUStart, b.qemuStartOnly},
+		{vFloorMicrovm, floor("microvm")},
+		{vRVTrue, runvirtRun(cfgPrimary, []string{"true"}, "")},
+		{vRVEcho, runvirtRun(cfgPrimary, []string{"echo", "hi"}, "hi")},
+		{vRV9pTrue, runvirtRun(cfg9p, []string{"true"}, "")},
 	}
-	if b.o.Microvm {
+	if b.o.Q35 {
 		vs = append(vs,
-			variant{vFloorMicrovm, floor("microvm")},
-			variant{vRVMicroTrue, runvirtRun("microvm-virtiofs", []string{"true"}, "")})
+			variant{vFloorQ35, floor("q35")},
+			variant{vRVQ35True, runvirtRun(cfgQ35, []string{"true"}, "")})
 	}
 	for _, v := range vs {
 		b.res.StartOrder = append(b.res.StartOrder, v.name)
@@ -199,7 +215,7 @@ func shellJoin(args []string) string {
 }
 
 const (
-	eRunvirt = "runvirt exec `true` (q35, virtio-fs)"
+	eRunvirt = "runvirt exec `true` (microvm, virtio-fs)"
 	eRunc    = "runc exec `true`"
 )
 
@@ -210,7 +226,7 @@ func (b *bench) execLatency() {
 		return
 	}
 	rv, rc := b.id("ex"), b.id("exrc")
-	if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg["q35-virtiofs"], "--bundle", b.bundle, rv)); err != nil {
+	if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfgPrimary], "--bundle", b.bundle, rv)); err != nil {
 		b.fail("exec: start runvirt container: %v", err)
 		return
 	}
@@ -258,6 +274,11 @@ type footprint struct {
 	MemfdMany       []float64
 	MemfdArgs       string
 	SandboxAnonHuge int // AnonHugePages of the one sandbox's QEMU, KiB
+	// RSS of the one sandbox's QEMU and of the single memfd floor QEMU,
+	// KiB: anonymous (heaps, TCG's translated-code cache) and shmem (the
+	// guest RAM memfd).
+	SandboxRssAnon, SandboxRssShmem int
+	MemfdRssAnon, MemfdRssShmem     int
 	// The file-backed part of each PSS above (Pss_File: the QEMU binary,
 	// libraries, the mapped kernel and initrd), shared with every process
 	// that maps the same files, other users' QEMUs included.
@@ -307,7 +328,7 @@ func (b *bench) footprint() {
 	}()
 	start := func() bool {
 		id := b.id("fp")
-		if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg["q35-virtiofs"], "--bundle", b.bundle, id)); err != nil {
+		if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfgPrimary], "--bundle", b.bundle, id)); err != nil {
 			b.fail("footprint: start sandbox: %v", err)
 			return false
 		}
@@ -329,6 +350,8 @@ func (b *bench) footprint() {
 		for _, p := range tree(listProcs(), roots...) {
 			if kind(p) == "qemu" {
 				fp.SandboxAnonHuge, _ = rollup(p.Pid, "AnonHugePages")
+				fp.SandboxRssAnon, _ = statusKiB(p.Pid, "RssAnon")
+				fp.SandboxRssShmem, _ = statusKiB(p.Pid, "RssShmem")
 			}
 		}
 	}
@@ -378,6 +401,7 @@ func (b *bench) footprint() {
 		if memfd {
 			fp.MemfdOne, fp.MemfdMany, fp.MemfdArgs = r.one, r.many, r.args
 			fp.MemfdOneFile, fp.MemfdManyFile = r.oneFile, r.manyFile
+			fp.MemfdRssAnon, fp.MemfdRssShmem = r.rssAnon, r.rssShmem
 		} else {
 			fp.FloorOne, fp.FloorMany, fp.FloorArgs, fp.FloorAnonHuge = r.one, r.many, r.args, r.huge
 			fp.FloorOneFile, fp.FloorManyFile = r.oneFile, r.manyFile
@@ -388,6 +412,7 @@ func (b *bench) footprint() {
 
 type idleResult struct {
 	one, oneFile, huge int
+	rssAnon, rssShmem  int
 	many, manyFile     []float64
 	args               string
 }
@@ -404,7 +429,7 @@ func (b *bench) idleFloors(n int, memfd bool) (r idleResult) {
 		}
 	}()
 	startFloor := func(i int) bool {
-		f := floorVM{QEMU: b.o.QEMU, Kernel: b.kernel(), Initrd: b.floorRD, Machine: "q35",
+		f := floorVM{QEMU: b.o.QEMU, Kernel: b.kernel(), Initrd: b.floorRD, Machine: "microvm",
 			Accel: b.accel, MemoryMiB: 256, Idle: true, MemFD: memfd,
 			Console: consolePath(b.work, fmt.Sprintf("idle-%v-%d", memfd, i))}
 		r.args = b.o.QEMU + " " + shellJoin(f.args())
@@ -423,6 +448,8 @@ func (b *bench) idleFloors(n int, memfd bool) (r idleResult) {
 	r.one, _ = pssKiB(vms[0].Process.Pid)
 	r.oneFile, _ = rollup(vms[0].Process.Pid, "Pss_File")
 	r.huge, _ = rollup(vms[0].Process.Pid, "AnonHugePages")
+	r.rssAnon, _ = statusKiB(vms[0].Process.Pid, "RssAnon")
+	r.rssShmem, _ = statusKiB(vms[0].Process.Pid, "RssShmem")
 	for i := 1; i < n; i++ {
 		if !startFloor(i) {
 			return
@@ -442,8 +469,8 @@ func (b *bench) idleFloors(n int, memfd bool) (r idleResult) {
 // I/O variants.
 const (
 	ioRunc     = "runc"
-	ioVirtiofs = "runvirt virtio-fs (q35)"
-	io9p       = "runvirt 9p (q35)"
+	ioVirtiofs = "runvirt virtio-fs (microvm)"
+	io9p       = "runvirt 9p (microvm)"
 )
 
 var ioTests = []string{"seqwrite", "seqread", "randwrite", "randread"}
@@ -496,10 +523,10 @@ func (b *bench) ioBench() {
 	}{
 		{ioRunc, func() *exec.Cmd { return b.runc("run", "--bundle", b.bundle, b.id("iorc")) }},
 		{ioVirtiofs, func() *exec.Cmd {
-			return b.runvirt("run", "--config", b.cfg["q35-virtiofs"], "--bundle", b.bundle, b.id("iovfs"))
+			return b.runvirt("run", "--config", b.cfg[cfgPrimary], "--bundle", b.bundle, b.id("iovfs"))
 		}},
 		{io9p, func() *exec.Cmd {
-			return b.runvirt("run", "--config", b.cfg["q35-9p"], "--bundle", b.bundle, b.id("io9p"))
+			return b.runvirt("run", "--config", b.cfg[cfg9p], "--bundle", b.bundle, b.id("io9p"))
 		}},
 	} {
 		b.res.IOOrder = append(b.res.IOOrder, v.name)

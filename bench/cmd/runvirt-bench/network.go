@@ -85,7 +85,7 @@ func (b *bench) netContainer(rt, id, ns string, args []string) (func(), error) {
 	}
 	var create, start, del *exec.Cmd
 	if rt == "runvirt" {
-		create = b.runvirt("--config", b.cfg["q35-virtiofs"], "create", "--bundle", b.bundle, id)
+		create = b.runvirt("--config", b.cfg[cfgPrimary], "create", "--bundle", b.bundle, id)
 		start, del = b.runvirt("start", id), b.runvirt("delete", "--force", id)
 	} else {
 		create = b.runc("create", "--bundle", b.bundle, id)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -84,7 +85,8 @@ func (b *bench) report() string {
 	p("Written by `make bench` (`bench/cmd/runvirt-bench`) on %s; every number below is from that one run.\n", r.Date)
 	p("runvirt side by side with runc and with the *floor*: a bare QEMU boot of the same kernel, with the\n")
 	p("same machine, accelerator, memory and kernel command line as runvirt, none of runvirt's devices,\n")
-	p("and a trivial static init (`bench/cmd/bench-init`) that powers the VM off at once.\n\n")
+	p("and a trivial static init (`bench/cmd/bench-init`) that powers the VM off at once. runvirt runs with\n")
+	p("its default machine, microvm, and virtio-fs unless a row says otherwise; q35 is measured beside it.\n\n")
 	p("## How to run\n\n")
 	p("    sudo make bench                       # builds what it needs, writes BENCHMARKS.md\n")
 	p("    sudo make bench BENCH_FLAGS='-reps 11 -sandboxes 20'   # more repetitions / sandboxes\n\n")
@@ -132,12 +134,11 @@ func (b *bench) report() string {
 	p("The verdict is on the ratio of the medians; the paired column is the median [min–max] of the per-round ratios\n")
 	p("(the two variants ran back to back in each round), a check on how much load from other users moved it.\n\n")
 	p("| target | measured (medians) | ratio | paired per round | target | |\n|---|---|---:|---:|---:|---|\n")
-	rv, fl := b.startStats(vRVTrue, ""), b.startStats(vFloorQ35, "")
-	ratioRow(&w, "`runvirt run true` vs floor, q35", fmt.Sprintf("%.0f ms vs %.0f ms", rv.Median, fl.Median), rv.Median/fl.Median, 1.3, b.pairedRatio(vRVTrue, vFloorQ35))
-	if b.o.Microvm {
-		rvm, flm := b.startStats(vRVMicroTrue, ""), b.startStats(vFloorMicrovm, "")
-		ratioRow(&w, "`runvirt run true` vs floor, microvm", fmt.Sprintf("%.0f ms vs %.0f ms", rvm.Median, flm.Median), rvm.Median/flm.Median, 1.3, b.pairedRatio(vRVMicroTrue, vFloorMicrovm))
-		ratioRow(&w, "`runvirt run true` microvm vs floor q35 (best runvirt vs the floor of the default machine)", fmt.Sprintf("%.0f ms vs %.0f ms", rvm.Median, fl.Median), rvm.Median/fl.Median, 1.3, b.pairedRatio(vRVMicroTrue, vFloorQ35))
+	rv, fl := b.startStats(vRVTrue, ""), b.startStats(vFloorMicrovm, "")
+	ratioRow(&w, "`runvirt run true` vs floor, microvm (the default machine)", fmt.Sprintf("%.0f ms vs %.0f ms", rv.Median, fl.Median), rv.Median/fl.Median, 1.3, b.pairedRatio(vRVTrue, vFloorMicrovm))
+	if b.o.Q35 {
+		rq, fq := b.startStats(vRVQ35True, ""), b.startStats(vFloorQ35, "")
+		ratioRow(&w, "`runvirt run true` vs floor, q35", fmt.Sprintf("%.0f ms vs %.0f ms", rq.Median, fq.Median), rq.Median/fq.Median, 1.3, b.pairedRatio(vRVQ35True, vFloorQ35))
 	}
 	ex, exrc := summarize(r.Exec[eRunvirt]), summarize(r.Exec[eRunc])
 	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 3)
@@ -157,7 +158,7 @@ func (b *bench) report() string {
 		p("\nPSS of a *single* VM is not a stable measure on a shared machine: its file-backed part (the QEMU binary, the\n")
 		p("mapped %d MB vmlinux) is split with every other process mapping the same files, other users' QEMUs included, so\n", b.kernelMB())
 		p("it depends on who else runs (in this run: %.1f MiB for the single bare QEMU, %.1f MiB with memfd RAM, %.1f MiB\n", mib(float64(fp.FloorOneFile)), mib(float64(fp.MemfdOneFile)), mib(float64(fp.OneFile)))
-		p("for the single sandbox; in earlier runs up to ~80 MiB for a single bare QEMU). Hence the verdicts on %d sandboxes side by side (where our own\n", fp.ManyN)
+		p("for the single sandbox). Hence the verdicts on %d sandboxes side by side (where our own\n", fp.ManyN)
 		p("VMs dominate the sharing) and, for one sandbox, on its own memory without the file-backed part. Full numbers in §3.\n")
 	}
 	p("\n")
@@ -178,8 +179,8 @@ func (b *bench) report() string {
 	p("before the kernel is not in it); `container_created` … `torn_down`: ms since `runvirt run` started. For the floor,\n")
 	p("`guest_init` is the guest's CLOCK_BOOTTIME when its init started.\n\n")
 	cols := []string{vRVTrue, vRVEcho, vRV9pTrue}
-	if b.o.Microvm {
-		cols = append(cols, vRVMicroTrue)
+	if b.o.Q35 {
+		cols = append(cols, vRVQ35True)
 	}
 	p("| milestone |")
 	for _, c := range cols {
@@ -201,23 +202,28 @@ func (b *bench) report() string {
 		}
 		p("\n")
 	}
-	p("\n| floor | q35 |")
-	if b.o.Microvm {
-		p(" microvm |")
+	floors := []string{vFloorMicrovm}
+	if b.o.Q35 {
+		floors = append(floors, vFloorQ35)
 	}
-	p("\n|---|---:|")
-	if b.o.Microvm {
+	p("\n| floor |")
+	for _, f := range floors {
+		p(" %s |", strings.TrimSuffix(strings.TrimPrefix(f, "floor: bare QEMU boot → power off ("), ")"))
+	}
+	p("\n|---|")
+	for range floors {
 		p("---:|")
 	}
-	p("\n| guest_init (guest clock) | %s |", b.startStats(vFloorQ35, "guest_init").cell("%.0f"))
-	if b.o.Microvm {
-		p(" %s |", b.startStats(vFloorMicrovm, "guest_init").cell("%.0f"))
+	p("\n| guest_init (guest clock) |")
+	for _, f := range floors {
+		p(" %s |", b.startStats(f, "guest_init").cell("%.0f"))
 	}
-	p("\n| QEMU exec → exit | %s |", b.startStats(vFloorQ35, "").cell("%.0f"))
-	if b.o.Microvm {
-		p(" %s |", b.startStats(vFloorMicrovm, "").cell("%.0f"))
+	p("\n| QEMU exec → exit |")
+	for _, f := range floors {
+		p(" %s |", b.startStats(f, "").cell("%.0f"))
 	}
-	p("\n\nThe floor's command lines (the kernel options are `hypervisor.VM.Cmdline()`'s, less the `runvirt.*` keys):\n\n")
+	p("\n\nThe floor's command lines (the kernel options are `hypervisor.VM.Cmdline()`'s, less the `runvirt.*` keys),\n")
+	p("and QEMU's start alone (the microvm floor's with `-S -qmp stdio`: QEMU quits as soon as it reads QMP's quit):\n\n")
 	for _, k := range keysSorted(r.Cmdline) {
 		p("    %s\n", r.Cmdline[k])
 	}
@@ -237,9 +243,10 @@ func (b *bench) report() string {
 	if fp := r.Footprint; fp != nil {
 		p("## 3. Footprint\n\n")
 		p("Host PSS (sum of `Pss` in `/proc/PID/smaps_rollup`) of every host process of an idle sandbox (`sleep` in\n")
-		p("q35 + virtio-fs, 256 MiB): the runvirt monitor and everything under it (QEMU, virtiofsd and its sandboxed\n")
+		p("microvm + virtio-fs, 256 MiB): the runvirt monitor and everything under it (QEMU, virtiofsd and its sandboxed\n")
 		p("child) and the runvirt stand-in, measured %.0f s after the last sandbox started. The floor: a bare QEMU\n", fp.Settle)
-		p("(same kernel, machine, memory, kernel options; no devices, no shared memory backend) whose init sleeps.\n")
+		p("(same kernel, machine, memory, kernel options; no devices) whose init sleeps, with anonymous guest RAM\n")
+		p("and with a shared memfd as runvirt's.\n")
 		p("With many sandboxes PSS splits the shared pages (the QEMU binary and libraries) between them.\n\n")
 		p("| | PSS per sandbox / VM, MiB | of which file-backed (Pss_File) | n |\n|---|---:|---:|---:|\n")
 		mibStats := func(xs []float64) string {
@@ -326,44 +333,51 @@ func (b *bench) report() string {
 	return w.String()
 }
 
-// analysis explains the start-latency gap from the breakdown.
+// analysis explains the start-latency gap from the breakdown. The causes
+// it names without a number from this run were measured apart, under TCG
+// on the machine the report was first written on (initcall_debug,
+// GODEBUG=inittrace=1, the agent's debug log); the text says so.
 func (b *bench) analysis(w *strings.Builder) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	med := func(v, f string) float64 { return b.startStats(v, f).Median }
-	p("## Where the gap is\n\n")
-	wall, floor := med(vRVTrue, ""), med(vFloorQ35, "")
-	gb, gi := med(vRVTrue, "guest_boot"), med(vFloorQ35, "guest_init")
-	st := func(from, to string) float64 { return b.stageStats(vRVTrue, from, to).Median }
+	stage := func(v, from, to string) float64 { return b.stageStats(v, from, to).Median }
 	cell := func(v, from, to string) string { return b.stageStats(v, from, to).cell("%.0f") }
-	p("q35 + virtio-fs, `runvirt run true` (median %.0f ms) against the q35 floor (median %.0f ms): a gap of **%.0f ms**.\n", wall, floor, wall-floor)
-	p("Each stage is computed run by run, then summarised (median [min–max]); the medians of stages need not add up.\n\n")
-	p("| stage | runvirt `true`, q35 | floor, q35 |")
-	if b.o.Microvm {
-		p(" runvirt `true`, microvm | floor, microvm |")
+	p("## Where the gap is\n\n")
+	wall, floor := med(vRVTrue, ""), med(vFloorMicrovm, "")
+	gb, gi := med(vRVTrue, "guest_boot"), med(vFloorMicrovm, "guest_init")
+	p("microvm + virtio-fs (the defaults), `runvirt run true` (median %.0f ms) against the microvm floor (median %.0f ms):\n", wall, floor)
+	p("a gap of **%.0f ms**. Each stage is computed run by run, then summarised (median [min–max]); the medians of stages\n", wall-floor)
+	p("need not add up.\n\n")
+	type col struct{ v, floor string }
+	cols := []col{{vRVTrue, ""}, {"", vFloorMicrovm}}
+	p("| stage | runvirt `true`, microvm | floor, microvm |")
+	if b.o.Q35 {
+		cols = append(cols, col{vRVQ35True, ""}, col{"", vFloorQ35})
+		p(" runvirt `true`, q35 | floor, q35 |")
 	}
-	p("\n|---|---:|---:|")
-	if b.o.Microvm {
-		p("---:|---:|")
+	p("\n|---|")
+	for range cols {
+		p("---:|")
 	}
 	p("\n")
+	// row: the stage from → to of runvirt's variants, ffrom → fto of the
+	// floors' ("-": the floor has no such stage).
 	row := func(name, from, to, ffrom, fto string) {
-		p("| %s | %s | %s |", name, cell(vRVTrue, from, to), func() string {
-			if fto == "-" {
-				return "—"
+		p("| %s |", name)
+		for _, c := range cols {
+			switch {
+			case c.v != "":
+				p(" %s |", cell(c.v, from, to))
+			case fto == "-":
+				p(" — |")
+			default:
+				p(" %s |", cell(c.floor, ffrom, fto))
 			}
-			return cell(vFloorQ35, ffrom, fto)
-		}())
-		if b.o.Microvm {
-			fl := "—"
-			if fto != "-" {
-				fl = cell(vFloorMicrovm, ffrom, fto)
-			}
-			p(" %s | %s |", cell(vRVMicroTrue, from, to), fl)
 		}
 		p("\n")
 	}
 	row("guest clock: kernel start → agent ready (runvirt) / init started (floor)", "", "guest_boot", "", "guest_init")
-	row("host, around the guest clock: QEMU start and firmware before the kernel, the news reaching the host (runvirt: agent_ready − guest_boot; floor: wall − guest_init, which also has power-off and QEMU exit)", "guest_boot", "agent_ready", "guest_init", "")
+	row("host, around the guest clock: QEMU's start, firmware and early kernel before the guest clock, the news reaching the host (runvirt: agent_ready − guest_boot; floor: wall − guest_init, which also has power-off and QEMU's exit)", "guest_boot", "agent_ready", "guest_init", "")
 	row("create: the create call into the guest, and what `run` did before the boot started (container_created − agent_ready)", "agent_ready", "container_created", "", "-")
 	row("start: stand-in + start call (workload_started − container_created)", "container_created", "workload_started", "", "-")
 	row("workload runs, its exit reaches the host (workload_exited − workload_started)", "workload_started", "workload_exited", "", "-")
@@ -375,31 +389,42 @@ func (b *bench) analysis(w *strings.Builder) {
 	p("- **Load.** The machine is shared (see *other users' QEMUs* above) and has 2 cores; every VM here is an emulated\n")
 	p("  CPU competing for them, so single runs spread widely (see the [min–max]). The guest clock is no shelter: it keeps\n")
 	p("  running while QEMU's vCPU thread waits for a core. Compare medians within this run, not with other runs.\n")
-	p("- **The guest kernel dominates both.** The floor's own boot is %.0f ms of guest time under this accelerator; runvirt's\n", gi)
-	p("  guest needs %.0f ms more before the agent answers: the 22 module loads from the initramfs (290–330 ms of guest time\n", gb-gi)
-	p("  per guest-image/README.md), probing the extra virtio devices (rng, serial, virtio-fs), the agent's switch to a\n")
-	p("  tmpfs root and mounting the share. A kernel with those drivers built in (issue 6, *a minimal guest kernel*) removes\n")
-	p("  the module loads and shrinks the kernel's own boot (design.md measured ~0.8–1.1 s to init for such a kernel on microvm).\n")
-	p("- **Work after the agent is ready** (create + start + run + teardown) costs %.0f ms (median), all on the critical path: every\n", st("agent_ready", "torn_down"))
-	p("  host↔agent round trip and every process the guest spawns runs on an emulated CPU. `echo hi` (output relayed)\n")
-	p("  took %s ms against `true`'s %s ms (median [min–max]).\n", b.startStats(vRVEcho, "").cell("%.0f"), b.startStats(vRVTrue, "").cell("%.0f"))
-	if b.o.Microvm {
-		mw, mf := med(vRVMicroTrue, ""), med(vFloorMicrovm, "")
-		p("- **microvm** (`machine = \"microvm\"`): runvirt %.0f ms vs its floor %.0f ms (%.2f×); against the q35 floor %.2f×. microvm skips\n", mw, mf, mw/mf, mw/floor)
-		p("  SeaBIOS (qboot) and PCI enumeration; the guest-clock part of runvirt's boot there is %.0f ms vs %.0f ms on q35.\n", med(vRVMicroTrue, "guest_boot"), gb)
-	}
-	if b.o.Microvm {
-		p("- **Outside the guest clock**: runvirt's agent_ready − guest_boot is %.0f ms on q35 but %.0f ms on microvm, and the\n",
-			st("guest_boot", "agent_ready"), b.stageStats(vRVMicroTrue, "guest_boot", "agent_ready").Median)
-		p("  floor's wall − guest_init %.0f vs %.0f ms: on microvm more of the boot happens before the guest's CLOCK_BOOTTIME\n",
-			b.stageStats(vFloorQ35, "guest_init", "").Median, b.stageStats(vFloorMicrovm, "guest_init", "").Median)
-		p("  starts counting (or after it stops), although microvm has no SeaBIOS. Not explained yet: worth a trace (QEMU's load\n")
-		p("  of the %d MB vmlinux, the guest's early TSC set-up with `tsc_early_khz`) before more microvm tuning.\n", b.kernelMB())
+	p("- **Before the guest clock starts.** QEMU's own start with the microvm floor's command line (`-S`, quit over QMP)\n")
+	p("  takes %s ms before the guest runs an instruction (without `-kernel` it was measured at ~100 ms on\n", b.startStats(vQEMUStart, "").cell("%.0f"))
+	p("  this machine: loading the %d MB vmlinux is part of it); qboot and the kernel's early set-up before CLOCK_BOOTTIME\n", b.kernelMB())
+	p("  starts are not on the guest clock either. With the news reaching the host, that is the second row: %.0f ms for\n", stage(vRVTrue, "guest_boot", "agent_ready"))
+	p("  runvirt, %.0f ms for the floor, whose figure also has the power-off and QEMU's exit. runvirt's is longer: it\n", stage(vFloorMicrovm, "guest_init", ""))
+	p("  starts QEMU %.0f ms into the boot (`qemu_started`: the monitor and virtiofsd first), its QEMU has more devices\n", med(vRVTrue, "qemu_started"))
+	p("  to create and a bigger initramfs to load, and the hello crosses the serial port; this run does not split it further.\n")
+	p("- **Guest clock.** The floor's init starts at %.0f ms; runvirt's agent is ready at %.0f ms, %.0f ms later. Before\n", gi, gb, gb-gi)
+	p("  /init, runvirt's guest probes the virtio devices the floor has not (measured with `initcall_debug`: virtio_console_init\n")
+	p("  ~30 ms, virtio_rng ~17 ms, virtio-mmio ~6 ms) and unpacks a %.1f MB initramfs instead of the floor's %.1f MB; the\n", fileMB(filepath.Join(b.o.Guest, "initrd.img")), fileMB(b.floorRD))
+	p("  drivers are built into the minimal guest kernel (`make kernel`), so no module is loaded. After /init, the Go agent\n")
+	p("  needs ~40 ms from exec to `main` (measured with `GODEBUG=inittrace=1` on the kernel command line: the last package\n")
+	p("  init ends at ~40 ms), then ~70 ms of its own boot (the mounts, the switch to a tmpfs root, cgroups, mounting the\n")
+	p("  share, opening the port) before it says hello.\n")
+	p("- **Work after the agent is ready** (create + start + run + teardown) costs %.0f ms (median), all on the critical\n", stage(vRVTrue, "agent_ready", "torn_down"))
+	p("  path; every host↔agent round trip and every process the guest spawns runs on an emulated CPU. Of the create\n")
+	p("  stage's %.0f ms, the guest's create call takes ~90 ms in the guest (measured from the agent's debug log,\n", stage(vRVTrue, "agent_ready", "container_created"))
+	p("  `request handled op=create took=`), and parking the spare NIC for late networking (a new network namespace in\n")
+	p("  the guest) ~65 ms, side by side with it; the rest is the host's (what `run` did before the boot, the round\n")
+	p("  trip). Teardown (%.0f ms): the agent syncs and answers the shutdown and the host\n", stage(vRVTrue, "workload_exited", "torn_down"))
+	p("  stops QEMU at once (measured at ~40–50 ms; waiting for the guest's power-off took ~85–110 ms), then removes the\n")
+	p("  mounts and the state. `echo hi` (output relayed) took %s ms against `true`'s %s ms.\n", b.startStats(vRVEcho, "").cell("%.0f"), b.startStats(vRVTrue, "").cell("%.0f"))
+	p("- **Process starts** are not free on this host (itself a virtual machine): exec and exit of `/bin/true` take\n")
+	p("  %s ms here (§1), and the bigger binaries on runvirt's path were measured at ~15–30 ms each. `runvirt run`\n", b.startStats(vHostTrue, "").cell("%.0f"))
+	p("  execs four of them (runvirt, its monitor, virtiofsd, QEMU) plus the stand-in; the floor execs one.\n")
+	if b.o.Q35 {
+		qw, qf := med(vRVQ35True, ""), med(vFloorQ35, "")
+		p("- **q35** (`machine = \"q35\"`): runvirt %.0f ms vs its floor %.0f ms (%.2f×). q35 boots through SeaBIOS and the guest\n", qw, qf, qw/qf)
+		p("  enumerates PCI: the guest clock at agent ready is %.0f ms vs %.0f ms on microvm, the floor's init %.0f vs %.0f ms.\n",
+			med(vRVQ35True, "guest_boot"), gb, med(vFloorQ35, "guest_init"), gi)
 	}
 	s9, sv := b.startStats(vRV9pTrue, ""), b.startStats(vRVTrue, "")
-	p("- **9p vs virtio-fs at start**: %s vs %s ms wall (median [min–max]); the share is only mounted at boot, so\n", s9.cell("%.0f"), sv.cell("%.0f"))
-	p("  the difference is the module probe and mount (9p: 9pnet, 9pnet_virtio, 9p; virtio-fs: fuse, virtiofs and\n")
-	p("  virtiofsd's vhost-user set-up). Guest clock at agent ready: 9p %.0f vs virtio-fs %.0f ms.\n", med(vRV9pTrue, "guest_boot"), gb)
+	p("- **9p vs virtio-fs at start** (microvm): %s vs %s ms wall. The share is mounted once, at boot, and both\n", s9.cell("%.0f"), sv.cell("%.0f"))
+	p("  file systems are built into the kernel; virtio-fs adds a host process (virtiofsd, sandboxed) and its vhost-user\n")
+	p("  set-up where 9p is served by QEMU itself. Guest clock at agent ready: 9p %.0f vs virtio-fs %.0f ms; host side\n", med(vRV9pTrue, "guest_boot"), gb)
+	p("  around it (agent_ready − guest_boot): 9p %.0f vs virtio-fs %.0f ms.\n", stage(vRV9pTrue, "guest_boot", "agent_ready"), stage(vRVTrue, "guest_boot", "agent_ready"))
 	ex, exrc := summarize(b.res.Exec[eRunvirt]), summarize(b.res.Exec[eRunc])
 	p("- **exec**: %.0f ms vs runc's %.0f ms (%.1f×). A runvirt exec is a new runvirt process, the state and lock under\n", ex.Median, exrc.Median, ex.Median/exrc.Median)
 	p("  `--root`, a connection to the agent over the serial port, the guest spawning the process into the container's\n")
@@ -409,16 +434,41 @@ func (b *bench) analysis(w *strings.Builder) {
 	if fp := b.res.Footprint; fp != nil && fp.FloorOne > 0 {
 		q := float64(fp.OneByKind["qemu"])
 		p("- **Memory**: of the %.1f MiB PSS of one idle sandbox, QEMU is %.1f MiB; a bare idle QEMU is %.1f MiB with anonymous\n", mib(float64(fp.OneTotal)), mib(q), mib(float64(fp.FloorOne)))
-		p("  guest RAM (huge pages) and %.1f MiB with a memfd like runvirt's. Against the latter, QEMU's extra is the guest memory\n", mib(float64(fp.MemfdOne)))
-		p("  the bigger guest touched (the modules if any, the agent, the shared rootfs' page cache, virtio queues) plus TCG's\n")
-		p("  translated-code cache for the extra code it ran (absent under KVM). Both QEMUs also keep the kernel image they\n")
-		p("  loaded mapped (the %d MB uncompressed vmlinux, mapped privately, and the initrd): file pages,\n", b.kernelMB())
-		p("  shared between QEMUs and so split by PSS, which is most of why the per-VM figure drops with %d of them; a minimal\n", fp.ManyN)
-		p("  kernel would shrink it.\n")
+		p("  guest RAM (huge pages) and %.1f MiB with a memfd like runvirt's. The sandbox's QEMU holds %.1f MiB of anonymous\n", mib(float64(fp.MemfdOne)), mib(float64(fp.SandboxRssAnon)))
+		p("  memory (RSS; %.1f MiB of it AnonHugePages) beside %.1f MiB of guest RAM touched in the memfd; the memfd floor's\n", mib(float64(fp.SandboxAnonHuge)), mib(float64(fp.SandboxRssShmem)))
+		p("  QEMU %.1f MiB anonymous beside %.1f MiB of memfd. Most of either QEMU's anonymous memory is TCG's translated-code\n", mib(float64(fp.MemfdRssAnon)), mib(float64(fp.MemfdRssShmem)))
+		p("  cache, which grows with the code the guest ran (there is none under KVM). Capping it (`-accel tcg,tb-size=16`)\n")
+		p("  was measured to save ~18 MB but to slow the boot from ~1.3 s to ~2.2 s (code translated again), so runvirt\n")
+		p("  does not.")
+		if used, total, ok := freeUsed(fp.Free); ok {
+			p(" Inside the guest, `free` counts %s MiB used of %s MiB at idle (§3).", used, total)
+		}
+		p("\n")
+		p("  Both QEMUs map the kernel image (the %d MB uncompressed vmlinux, privately) and the initrd: file pages, shared\n", b.kernelMB())
+		p("  between QEMUs and so split by PSS, which is most of why the per-VM figure drops with %d of them.\n", fp.ManyN)
 		p("  The runvirt monitor and stand-in are Go processes: %.1f + %.1f MiB; virtiofsd %.1f MiB.\n",
 			mib(float64(fp.OneByKind["runvirt monitor"])), mib(float64(fp.OneByKind["runvirt stand-in"])), mib(float64(fp.OneByKind["virtiofsd"])))
 	}
 	p("\n")
+}
+
+// freeUsed is the used and total columns of `free -m`'s Mem line.
+func freeUsed(free string) (used, total string, ok bool) {
+	for _, l := range strings.Split(free, "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "Mem:" {
+			return f[2], f[1], true
+		}
+	}
+	return "", "", false
+}
+
+// fileMB is a file's size in MB (0 if it is not there).
+func fileMB(path string) float64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(st.Size()) / 1e6
 }
 
 func thpSetting() string {

@@ -48,6 +48,20 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // pssKiB is the Pss line of /proc/PID/smaps_rollup, in KiB.
 func pssKiB(pid int) (int, error) { return rollup(pid, "Pss") }
 
+// statusKiB is one kB line of /proc/PID/status (RssAnon, RssShmem), in KiB.
+func statusKiB(pid int, key string) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key+":" {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no %s", pid, key)
+}
+
 // rollup is one line of /proc/PID/smaps_rollup, in KiB.
 func rollup(pid int, key string) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
