@@ -433,8 +433,10 @@ func (b *bench) analysis(w *strings.Builder) {
 	p("  meaningful reference for start latency; exec into a running VM has no boot in it and is compared with runc directly.\n")
 	if fp := b.res.Footprint; fp != nil && fp.FloorOne > 0 {
 		q := float64(fp.OneByKind["qemu"])
-		p("- **Memory**: of the %.1f MiB PSS of one idle sandbox, QEMU is %.1f MiB; a bare idle QEMU is %.1f MiB with anonymous\n", mib(float64(fp.OneTotal)), mib(q), mib(float64(fp.FloorOne)))
-		p("  guest RAM (huge pages) and %.1f MiB with a memfd like runvirt's. The sandbox's QEMU holds %.1f MiB of anonymous\n", mib(float64(fp.MemfdOne)), mib(float64(fp.SandboxRssAnon)))
+		own := func(total, file int) float64 { return mib(float64(total - file)) }
+		p("- **Memory**: one idle sandbox's own memory (PSS − file-backed PSS, which moves with who else maps the same files)\n")
+		p("  is %.1f MiB, of a PSS of %.1f MiB of which QEMU is %.1f MiB; a bare idle QEMU's is %.1f MiB with anonymous guest\n", own(fp.OneTotal, fp.OneFile), mib(float64(fp.OneTotal)), mib(q), own(fp.FloorOne, fp.FloorOneFile))
+		p("  RAM (huge pages) and %.1f MiB with a memfd like runvirt's. The sandbox's QEMU holds %.1f MiB of anonymous\n", own(fp.MemfdOne, fp.MemfdOneFile), mib(float64(fp.SandboxRssAnon)))
 		p("  memory (RSS; %.1f MiB of it AnonHugePages) beside %.1f MiB of guest RAM touched in the memfd; the memfd floor's\n", mib(float64(fp.SandboxAnonHuge)), mib(float64(fp.SandboxRssShmem)))
 		p("  QEMU %.1f MiB anonymous beside %.1f MiB of memfd. Most of either QEMU's anonymous memory is TCG's translated-code\n", mib(float64(fp.MemfdRssAnon)), mib(float64(fp.MemfdRssShmem)))
 		p("  cache, which grows with the code the guest ran (there is none under KVM). Capping it (`-accel tcg,tb-size=16`)\n")
