@@ -307,8 +307,9 @@ func (b *bench) networkReport() string {
 	p("benchmark, holding one end of a veth pair. Host ↔ container: the other end is on the host with\n")
 	p("an address of the same /24. Container ↔ container: both containers' veths are on one host bridge.\n")
 	p("runc's container uses the namespace as it is; runvirt's VM is joined to it by a tap and tc mirred\n")
-	p("redirects (virtio-net, vhost off). Streams run %d s each; round trips are %d one-byte\n", b.o.NetSeconds, b.o.NetRoundTrips)
-	p("request/response exchanges on one TCP connection (Nagle off). Cells are **median [min–max]** of\n")
+	p("redirects (virtio-net, vhost off); runvirt runs with its default machine, microvm, and virtio-fs.\n")
+	p("Streams run %d s each; round trips are %d one-byte request/response exchanges on one TCP\n", b.o.NetSeconds, b.o.NetRoundTrips)
+	p("connection (Nagle off). Cells are **median [min–max]** of\n")
 	p("%d repetitions. The side that runs inside a container is started with `runc exec` / `runvirt exec`.\n\n", b.o.NetReps)
 	p("## Machine\n\n| | |\n|---|---|\n")
 	for _, f := range b.res.Facts {
