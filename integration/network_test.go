@@ -84,6 +84,26 @@ func (e *env) setConfig(old, new string) {
 	}
 }
 
+// setMachine makes the config name machine, whatever it named before
+// (RUNVIRT_TEST_MACHINE may have set one).
+func (e *env) setMachine(machine string) {
+	e.t.Helper()
+	b, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.HasPrefix(l, "machine = ") {
+			lines = append(lines, l)
+		}
+	}
+	lines = append(lines, fmt.Sprintf("machine = %q", machine))
+	if err := os.WriteFile(e.config, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) joinNetNS(ns string) {
 	for i, n := range e.spec.Linux.Namespaces {
 		if n.Type == specs.NetworkNamespace {
@@ -121,7 +141,7 @@ func TestNetworkNamespaceByPathMicrovm(t *testing.T) {
 
 func testNetworkByPath(t *testing.T, machine string) {
 	e := newEnv(t)
-	e.setConfig("accel = ", fmt.Sprintf("machine = %q\naccel = ", machine))
+	e.setMachine(machine)
 	ns, mac := cniNetNS(t)
 	e.joinNetNS(ns)
 	// busybox ping needs a raw socket.

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,7 +312,7 @@ func TestGuestConsoleLog(t *testing.T) {
 	for _, machine := range []string{"q35", "microvm"} {
 		t.Run(machine, func(t *testing.T) {
 			e := newEnv(t)
-			e.setConfig("accel = ", fmt.Sprintf("machine = %q\naccel = ", machine))
+			e.setMachine(machine)
 			e.spec.Process.Args = []string{"sleep", "600"}
 			e.create("con")
 			b, _ := os.ReadFile(filepath.Join(e.root, "con", "console.log"))
