@@ -253,10 +253,9 @@ func (c *Client) Update(ctx context.Context, id string, r *specs.LinuxResources)
 	return err
 }
 
-// Shutdown asks the guest to sync and power off.
-// Shutdown asks the guest to power off. synced reports that the guest
-// synced its file systems before answering: nothing is lost if the host
-// stops the VM at once.
+// Shutdown asks the guest to sync and power off. synced reports that the
+// guest synced its file systems before answering: nothing is lost if the
+// host stops the VM at once.
 func (c *Client) Shutdown(ctx context.Context) (synced bool, err error) {
 	resp, err := c.call(ctx, &Request{Op: OpShutdown})
 	if err != nil {

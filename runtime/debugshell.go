@@ -120,20 +120,6 @@ func relayWinch(ttys []*os.File, winch <-chan os.Signal, done <-chan struct{}, r
 	}
 }
 
-// winsizeOf is the window size of the first of files that is a terminal
-// with a size, or nil.
-func winsizeOf(files ...*os.File) *unix.Winsize {
-	for _, f := range files {
-		if f == nil {
-			continue
-		}
-		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
-			return ws
-		}
-	}
-	return nil
-}
-
 // newShellID names a debug shell for its resizes.
 func newShellID() string {
 	b := make([]byte, 8)

@@ -174,18 +174,12 @@ func (r *Relay) Wait(ctx context.Context, w *agent.Waiter, sigs <-chan os.Signal
 
 // resize copies the window size of our terminal to the guest's.
 func (r *Relay) resize(ctx context.Context) {
-	for _, f := range []*os.File{r.Stdin, r.Stdout} {
-		if f == nil {
-			continue
-		}
-		ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-		if err != nil {
-			continue
-		}
-		if err := r.Client.Resize(ctx, r.Container, r.Exec, ws.Col, ws.Row); err != nil {
-			r.Log.Debug("resize", "err", err)
-		}
+	ws := winsizeOf(r.Stdin, r.Stdout)
+	if ws == nil {
 		return
+	}
+	if err := r.Client.Resize(ctx, r.Container, r.Exec, ws.Col, ws.Row); err != nil {
+		r.Log.Debug("resize", "err", err)
 	}
 }
 
@@ -228,3 +222,17 @@ func isTerminal(f *os.File) bool {
 }
 
 var errInterrupted = errors.New("interrupted")
+
+// winsizeOf is the window size of the first of files that is a terminal
+// with a size, or nil.
+func winsizeOf(files ...*os.File) *unix.Winsize {
+	for _, f := range files {
+		if f == nil {
+			continue
+		}
+		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 && ws.Row > 0 {
+			return ws
+		}
+	}
+	return nil
+}
