@@ -49,22 +49,14 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func pssKiB(pid int) (int, error) { return rollup(pid, "Pss") }
 
 // statusKiB is one kB line of /proc/PID/status (RssAnon, RssShmem), in KiB.
-func statusKiB(pid int, key string) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == key+":" {
-			return strconv.Atoi(f[1])
-		}
-	}
-	return 0, fmt.Errorf("pid %d: no %s", pid, key)
-}
+func statusKiB(pid int, key string) (int, error) { return procKiB(pid, "status", key) }
 
 // rollup is one line of /proc/PID/smaps_rollup, in KiB.
-func rollup(pid int, key string) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+func rollup(pid int, key string) (int, error) { return procKiB(pid, "smaps_rollup", key) }
+
+// procKiB is the value of the "key: N kB" line of /proc/PID/file.
+func procKiB(pid int, file, key string) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0, err
 	}
@@ -73,7 +65,7 @@ func rollup(pid int, key string) (int, error) {
 			return strconv.Atoi(f[1])
 		}
 	}
-	return 0, fmt.Errorf("pid %d: no %s in smaps_rollup", pid, key)
+	return 0, fmt.Errorf("pid %d: no %s in %s", pid, key, file)
 }
 
 // procInfo is one host process.
