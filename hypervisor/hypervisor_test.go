@@ -69,7 +69,7 @@ func TestArgsQ35VirtiofsSerial(t *testing.T) {
 		{"-chardev", "socket,id=vfs,fd=5"},
 		{"-chardev", "socket,id=agent,fd=6"},
 		{"-device", "virtserialport,chardev=agent,name=runvirt.agent"},
-		{"-device", "virtio-serial-pci"},
+		{"-device", "virtio-serial-pci,max_ports=2"},
 		{"-chardev", "socket,id=qmp,fd=4,server=on,wait=off"},
 		// The console's path stays on the command line (ps shows whose
 		// QEMU it is), escaped for QEMU's option syntax.

@@ -211,7 +211,10 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	switch vm.Transport {
 	case "serial":
 		a = append(a,
-			"-device", vm.device("virtio-serial"),
+			// One port is the agent's; port 0 is reserved for a console.
+			// The default, 31 ports, has the guest set up 64 virtqueues at
+			// boot (~35 ms of virtio_console's probe under TCG, ~18 ms with 2).
+			"-device", vm.device("virtio-serial")+",max_ports=2",
 			"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fds.add(vm.AgentConn)),
 			"-device", "virtserialport,chardev=agent,name="+agent.AgentPortName,
 		)
