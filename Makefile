@@ -101,7 +101,7 @@ test: unit fuzz integration
 demo: all
 	integration/demo.sh
 
-# Benchmarks against runc and a bare QEMU boot (root; ~10 min here):
+# Benchmarks against runc and a bare QEMU boot (root; ~3 min here):
 # writes BENCHMARKS.md. Extra flags: make bench BENCH_FLAGS='-reps 11'.
 bench: all
 	mkdir -p build/bench

@@ -51,7 +51,17 @@ func (q *QMP) do(ctx context.Context, f func() error) error {
 
 // Run executes one QMP command and decodes its "return" into out (may be nil).
 func (q *QMP) Run(ctx context.Context, command string, out any) error {
-	cmd, err := json.Marshal(qmp.Command{Execute: command})
+	return q.RunArgs(ctx, command, nil, out)
+}
+
+// RunArgs is Run for a command that takes arguments (args: nil, or a value
+// that encodes as a JSON object).
+func (q *QMP) RunArgs(ctx context.Context, command string, args map[string]any, out any) error {
+	c := qmp.Command{Execute: command}
+	if args != nil {
+		c.Args = args
+	}
+	cmd, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,16 @@ type floorVM struct {
 	// transparent huge pages).
 	MemFD   bool
 	Console string
+	// ConsoleChardev, when set, replaces the console file (Console) with
+	// this chardev (id=console).
+	ConsoleChardev string
+	// Template makes the init wait on its console (BENCH_TEMPLATE=1).
+	Template bool
+	// RAMFile backs the guest RAM with this file, mapped shared (the
+	// template, whose RAM is then the file) or privately (a copy that
+	// starts from the template's RAM and keeps its writes to itself).
+	RAMFile   string
+	RAMShared bool
 }
 
 func (f floorVM) args() []string {
@@ -84,8 +94,15 @@ func (f floorVM) args() []string {
 	if f.Idle {
 		params = append(params, "BENCH_IDLE=1")
 	}
+	if f.Template {
+		params = append(params, "BENCH_TEMPLATE=1")
+	}
+	console := "file,id=console,path=" + f.Console
+	if f.ConsoleChardev != "" {
+		console = f.ConsoleChardev
+	}
 	machine := f.Machine + ",accel=" + f.Accel
-	if f.MemFD {
+	if f.MemFD || f.RAMFile != "" {
 		machine += ",memory-backend=mem"
 	}
 	a := []string{
@@ -94,11 +111,18 @@ func (f floorVM) args() []string {
 		"-m", strconv.Itoa(f.MemoryMiB) + "M", "-smp", "1",
 		"-kernel", f.Kernel, "-initrd", f.Initrd,
 		"-append", strings.Join(params, " "),
-		"-chardev", "file,id=console,path=" + f.Console,
+		"-chardev", console,
 		"-serial", "chardev:console",
 	}
 	if f.MemFD {
 		a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", f.MemoryMiB))
+	}
+	if f.RAMFile != "" {
+		share := "off"
+		if f.RAMShared {
+			share = "on"
+		}
+		a = append(a, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s", f.MemoryMiB, f.RAMFile, share))
 	}
 	if f.Accel == "kvm" {
 		a = append(a, "-cpu", "host")

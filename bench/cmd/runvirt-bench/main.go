@@ -74,6 +74,7 @@ type results struct {
 	Errors                []string
 	Duration              float64
 	Cmdline               map[string]string
+	TemplateBytes         map[string]int64 // the saved template floor VMs' state, by shape
 }
 
 // startResult is one start-latency variant: one map per counted run, with
@@ -266,6 +267,7 @@ func (b *bench) setup() error {
 	b.res.Exec = make(map[string][]float64)
 	b.res.IO = make(map[string]map[string][]float64)
 	b.res.Cmdline = make(map[string]string)
+	b.res.TemplateBytes = make(map[string]int64)
 	b.res.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	b.res.Facts = b.facts(kernel)
 	return nil

@@ -93,6 +93,8 @@ const (
 	vRuncEcho     = "runc run `echo hi`"
 	vQEMUStart    = "QEMU alone: start with `-S`, quit over QMP (microvm floor's command line)"
 	vFloorMicrovm = "floor: bare QEMU boot → power off (microvm)"
+	vTemplate     = "floor from a template, its RAM loaded: bare QEMU restore of the booted floor guest → power off (microvm)"
+	vTemplateShr  = "floor from a template, its RAM shared: the same, RAM mapped from the template's file (microvm)"
 	vRVTrue       = "runvirt run `true` (microvm, virtio-fs)"
 	vRVEcho       = "runvirt run `echo hi` (microvm, virtio-fs)"
 	vRV9pTrue     = "runvirt run `true` (microvm, 9p)"
@@ -162,6 +164,8 @@ func (b *bench) startLatency() {
 		{vRuncEcho, runcRun([]string{"echo", "hi"}, "hi")},
 		{vQEMUStart, b.qemuStartOnly},
 		{vFloorMicrovm, floor("microvm")},
+		{vTemplate, b.templateRestore(tmplCopy)},
+		{vTemplateShr, b.templateRestore(tmplShared)},
 		{vRVTrue, runvirtRun(cfgPrimary, []string{"true"}, "")},
 		{vRVEcho, runvirtRun(cfgPrimary, []string{"echo", "hi"}, "hi")},
 		{vRV9pTrue, runvirtRun(cfg9p, []string{"true"}, "")},
@@ -285,7 +289,14 @@ type footprint struct {
 	OneFile, FloorOneFile, MemfdOneFile    int
 	ManyFile, FloorManyFile, MemfdManyFile []float64
 	Meminfo                                map[string]int
-	Free                                   string
+	// Idle copies of the shared-RAM template floor (template.go): PSS
+	// and its file-backed part of the one and of each of the many, and
+	// the one's RSS of anonymous memory and of the template's RAM file.
+	CopyOne, CopyOneFile     int
+	CopyMany, CopyManyFile   []float64
+	CopyRssAnon, CopyRssFile int
+	CopyArgs                 string
+	Free                     string
 }
 
 // sandboxPSS is the PSS of a sandbox's host processes: the total, by kind
@@ -407,6 +418,9 @@ func (b *bench) footprint() {
 			fp.FloorOneFile, fp.FloorManyFile = r.oneFile, r.manyFile
 		}
 	}
+	c := b.idleCopies(n)
+	fp.CopyOne, fp.CopyOneFile, fp.CopyMany, fp.CopyManyFile = c.one, c.oneFile, c.many, c.manyFile
+	fp.CopyRssAnon, fp.CopyRssFile, fp.CopyArgs = c.rssAnon, c.rssShmem, c.args
 	b.sampleLoad()
 }
 

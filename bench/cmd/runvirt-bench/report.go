@@ -222,8 +222,30 @@ func (b *bench) report() string {
 	for _, f := range floors {
 		p(" %s |", b.startStats(f, "").cell("%.0f"))
 	}
-	p("\n\nThe floor's command lines (the kernel options are `hypervisor.VM.Cmdline()`'s, less the `runvirt.*` keys),\n")
-	p("and QEMU's start alone (the microvm floor's with `-S -qmp stdio`: QEMU quits as soon as it reads QMP's quit):\n\n")
+	p("\n")
+	if b.startStats(vTemplate, "").N > 0 || b.startStats(vTemplateShr, "").N > 0 {
+		p("\n**From a template** (docs/design-templates.md): the microvm floor guest booted once with `BENCH_TEMPLATE=1`,\n")
+		p("its init waiting on the console, and saved (QMP `stop`, `migrate`); each sample restores a copy into a new\n")
+		p("QEMU with the same command line plus `-incoming defer` (QMP `migrate-incoming` from the state file, passed as\n")
+		p("an fd), `cont` once loaded, writes a line on the console, and the restored init prints and powers off.\n")
+		p("*RAM loaded*: anonymous guest RAM, saved in the state (%.1f MB: the pages the guest touched) and loaded into\n", float64(r.TemplateBytes[tmplCopy])/1e6)
+		p("each copy. *RAM shared*: the template's guest RAM is a file (`memory-backend-file`, `share=on`), left out of the\n")
+		p("state by QEMU's `x-ignore-shared` capability (state %.2f MB), and each copy maps the same file privately\n", float64(r.TemplateBytes[tmplShared])/1e6)
+		p("(`share=off`): nothing to load, pages read from the template's file as the guest touches them, its writes its own.\n")
+		p("ms since QEMU's exec:\n\n")
+		p("| milestone | RAM loaded | RAM shared |\n|---|---:|---:|\n")
+		for _, m := range [][2]string{
+			{"qemu_ready", "QEMU up (QMP answers)"},
+			{"restored", "state loaded, VM told to run"},
+			{"resumed", "the restored init answered on the console"},
+			{"", "QEMU exec → exit"},
+		} {
+			p("| %s | %s | %s |\n", m[1], b.startStats(vTemplate, m[0]).cell("%.0f"), b.startStats(vTemplateShr, m[0]).cell("%.0f"))
+		}
+	}
+	p("\nThe floor's command lines (the kernel options are `hypervisor.VM.Cmdline()`'s, less the `runvirt.*` keys),\n")
+	p("QEMU's start alone (the microvm floor's with `-S -qmp stdio`: QEMU quits as soon as it reads QMP's quit)\n")
+	p("and the templates' restore (fd 3: the console, a socket pair; fd 4: QMP, a listening socket):\n\n")
 	for _, k := range keysSorted(r.Cmdline) {
 		p("    %s\n", r.Cmdline[k])
 	}
@@ -265,6 +287,10 @@ func (b *bench) report() string {
 		many(fmt.Sprintf("floor: bare idle QEMU, %d", fp.ManyN), fp.FloorMany, fp.FloorManyFile)
 		one("floor with memfd guest RAM (as runvirt + virtio-fs), 1", fp.MemfdOne, fp.MemfdOneFile)
 		many(fmt.Sprintf("floor with memfd guest RAM, %d", fp.ManyN), fp.MemfdMany, fp.MemfdManyFile)
+		if fp.CopyOne > 0 {
+			one("floor from the shared-RAM template: idle copy, 1", fp.CopyOne, fp.CopyOneFile)
+			many(fmt.Sprintf("floor from the shared-RAM template: idle copies, %d", fp.ManyN), fp.CopyMany, fp.CopyManyFile)
+		}
 		p("\nThe file-backed part (QEMU's binary and libraries, the mapped vmlinux and initrd) is split with every process\n")
 		p("mapping the same files, *other users' QEMUs booting the same build/guest/vmlinux included*, so it moves with the\n")
 		p("machine's load; the rest (anonymous and shmem: guest RAM, TCG's code cache, heaps) is the sandbox's own.\n\n")
@@ -273,6 +299,11 @@ func (b *bench) report() string {
 		p("runvirt's virtio-fs sandboxes keep guest RAM in a shared memfd (shmem, which gets no THP here; the sandbox QEMU's\n")
 		p("AnonHugePages, %.1f MiB, are its other anonymous memory, e.g. TCG's code buffer), so the memfd floor is the like-for-like one.\n\n", mib(float64(fp.SandboxAnonHuge)))
 		p("Floor command lines (idle: `BENCH_IDLE=1` makes the init sleep):\n\n    %s\n    %s\n\n", fp.FloorArgs, fp.MemfdArgs)
+		if fp.CopyOne > 0 {
+			p("The idle copies are restored as in §1 (*RAM shared*) and left waiting on their console; a copy's guest RAM is a\n")
+			p("private mapping of the template's file, so the pages it only reads are that file's page cache, shared with the\n")
+			p("other copies and counted in Pss_File (RSS of the one copy: %.1f MiB anonymous, %.1f MiB file-backed).\n\n", mib(float64(fp.CopyRssAnon)), mib(float64(fp.CopyRssFile)))
+		}
 		p("By process (PSS, MiB):\n\n| process | 1 sandbox | mean of %d sandboxes |\n|---|---:|---:|\n", fp.ManyN)
 		for _, k := range keysSorted(fp.OneByKind) {
 			mean := 0.0
@@ -425,6 +456,26 @@ func (b *bench) analysis(w *strings.Builder) {
 	p("  file systems are built into the kernel; virtio-fs adds a host process (virtiofsd, sandboxed) and its vhost-user\n")
 	p("  set-up where 9p is served by QEMU itself. Guest clock at agent ready: 9p %.0f vs virtio-fs %.0f ms; host side\n", med(vRV9pTrue, "guest_boot"), gb)
 	p("  around it (agent_ready − guest_boot): 9p %.0f vs virtio-fs %.0f ms.\n", stage(vRV9pTrue, "guest_boot", "agent_ready"), stage(vRVTrue, "guest_boot", "agent_ready"))
+	if t, ts, fl := b.startStats(vTemplate, ""), b.startStats(vTemplateShr, ""), b.startStats(vFloorMicrovm, ""); t.N > 0 && ts.N > 0 && fl.N > 0 {
+		p("- **Starting from a template** instead of booting (§1, *From a template*): the bare floor guest, restored from\n")
+		p("  a saved template and run to its power off, takes %.0f ms with its RAM shared from the template's file and %.0f ms\n", ts.Median, t.Median)
+		p("  with its RAM loaded from the state, against %.0f ms to boot. Sharing the RAM leaves only the device state to load\n", fl.Median)
+		p("  (done %.0f ms after QEMU is up); loading it (%.1f MB) took %.0f ms, and with QEMU 7.2 it also touches the whole\n",
+			stage(vTemplateShr, "qemu_ready", "restored"), float64(b.res.TemplateBytes[tmplCopy])/1e6, stage(vTemplate, "qemu_ready", "restored"))
+		p("  guest RAM: every page the stream says is zero is read to check it, which maps it (QEMU's RSS once restored:\n")
+		p("  %.0f MiB for the 256 MiB guest, against %.0f MiB for a copy sharing the template's RAM).",
+			mib(b.startStats(vTemplate, "rss_restored_kib").Median), mib(b.startStats(vTemplateShr, "rss_restored_kib").Median))
+		if fp := b.res.Footprint; fp != nil && len(fp.CopyMany) > 0 && len(fp.FloorMany) > 0 {
+			c, f := summarize(fp.CopyMany), summarize(fp.FloorMany)
+			p("\n  Idle, %d shared-RAM copies cost %.1f MiB PSS each against %.1f MiB for %d booted bare QEMUs (§3).",
+				len(fp.CopyMany), mib(c.Median), mib(f.Median), len(fp.FloorMany))
+		}
+		p("\n  A runvirt sandbox started this way would replace its guest boot (%.0f ms on the guest clock to agent ready,\n", gb)
+		p("  and the firmware and early kernel before it) with that restore, the one change that could bring `runvirt run`\n")
+		p("  near the boot floor, and under it, on this machine. runvirt does not do it yet: docs/design-templates.md says\n")
+		p("  what stands in the way (first: virtio-fs cannot be migrated, and its vhost-user memory must be shared, which a\n")
+		p("  private copy of the template's RAM is not) and the order to build it in.\n")
+	}
 	ex, exrc := summarize(b.res.Exec[eRunvirt]), summarize(b.res.Exec[eRunc])
 	p("- **exec**: %.0f ms vs runc's %.0f ms (%.1f×). A runvirt exec is a new runvirt process, the state and lock under\n", ex.Median, exrc.Median, ex.Median/exrc.Median)
 	p("  `--root`, a connection to the agent over the serial port, the guest spawning the process into the container's\n")
