@@ -96,7 +96,26 @@ type Hello struct {
 	// BootMillis is the guest's CLOCK_BOOTTIME when the agent became ready:
 	// kernel boot plus agent start, as the guest measured it.
 	BootMillis int64 `json:"boot_ms,omitempty"`
+	// Template: this agent boots a template VM (runvirt.template=1). It
+	// says this hello once booted, without the share mounted, and then
+	// waits for a Wake: the host saves the VM while it waits, and each copy
+	// restored from it gets a Wake of its own, then says a normal hello.
+	Template bool `json:"template,omitempty"`
 }
+
+// Wake is the host's first frame to an agent restored from a template:
+// what must differ between copies of one saved VM.
+type Wake struct {
+	// UnixNano is the host's clock (the copy's is the template's).
+	UnixNano int64 `json:"unix_nano"`
+	// Seed is fresh randomness from the host: the copy mixes it into its
+	// kernel's pool and reseeds, so copies do not share the template's
+	// random state. At least WakeSeedBytes.
+	Seed []byte `json:"seed"`
+}
+
+// WakeSeedBytes is the least randomness a Wake carries.
+const WakeSeedBytes = 32
 
 // Request is the first frame of every stream.
 type Request struct {

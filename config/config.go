@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,13 @@ type Config struct {
 	// QEMUUIDRange is the "FIRST-LAST" range of ids qemu_user = "sandbox"
 	// leases from: ids no user or file of the host has.
 	QEMUUIDRange string `toml:"qemu_uid_range"`
+	// Template starts sandboxes from a saved, booted VM instead of booting
+	// each one (docs/design-templates.md); it needs shared_fs = "9p" and
+	// the serial transport.
+	Template bool `toml:"template"`
+	// TemplateDir holds the saved template VMs, their RAM included: a
+	// tmpfs, so that the copies share the template's pages.
+	TemplateDir string `toml:"template_dir"`
 
 	// Source is the file the configuration came from, or "" for defaults.
 	Source string `toml:"-"`
@@ -100,6 +108,7 @@ func Default() *Config {
 		// 0x70000000 + 64 Ki: above the container ranges systemd-nspawn
 		// and /etc/subuid hand out.
 		QEMUUIDRange: "1879048192-1879113727",
+		TemplateDir:  "/run/runvirt-templates",
 	}
 }
 
@@ -194,6 +203,16 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := ParseIDRange(c.QEMUUIDRange); err != nil {
 		return fmt.Errorf("qemu_uid_range: %w", err)
+	}
+	if c.Template {
+		switch {
+		case c.SharedFS != "9p":
+			return fmt.Errorf("template: needs shared_fs = \"9p\" (QEMU cannot save a VM with a virtio-fs device, and a template's copies keep their RAM private, which virtiofsd cannot map)")
+		case c.Transport == "vsock":
+			return fmt.Errorf("template: needs transport = \"serial\" or \"auto\" (a vsock device's guest CID is saved with the VM)")
+		case !filepath.IsAbs(c.TemplateDir):
+			return fmt.Errorf("template_dir: %q is not an absolute path", c.TemplateDir)
+		}
 	}
 	if strings.Contains(c.KernelParams, "runvirt.") {
 		return errors.New("kernel_params: runvirt.* keys are set by runvirt itself")

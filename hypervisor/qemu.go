@@ -59,7 +59,24 @@ type VM struct {
 	// TSCkHz is the host's TSC frequency (0: unknown), which the guest
 	// kernel is given on microvm; see HostTSCkHz.
 	TSCkHz uint64
+
+	// Template boots a template VM: the agent waits for the host's Wake
+	// before it mounts the share (runvirt.template=1).
+	Template bool
+	// RAMFile backs the guest RAM with this file: mapped shared
+	// (RAMShared, a template VM saving its RAM there) or privately (a copy
+	// of the template: its writes stay its own).
+	RAMFile   string
+	RAMShared bool
+	// Incoming, when set, is a saved template's state: QEMU starts with
+	// -incoming defer, and IncomingURI names the file for QMP
+	// migrate-incoming.
+	Incoming   *os.File
+	incomingFD int
 }
+
+// IncomingURI is the migration URI of Incoming, once Args has run.
+func (vm *VM) IncomingURI() string { return fmt.Sprintf("fd:%d", vm.incomingFD) }
 
 // NetIface is one guest NIC backed by a tap device QEMU inherits.
 type NetIface struct {
@@ -155,6 +172,9 @@ func (vm *VM) Cmdline() string {
 	if vm.Debug {
 		p = append(p, "runvirt.debug=1")
 	}
+	if vm.Template {
+		p = append(p, "runvirt.template=1")
+	}
 	if vm.KernelParams != "" {
 		p = append(p, vm.KernelParams)
 	}
@@ -188,6 +208,19 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 	}
 	if vm.Accel == "kvm" {
 		a = append(a, "-cpu", "host")
+	}
+	if vm.RAMFile != "" {
+		share := "off"
+		if vm.RAMShared {
+			share = "on"
+		}
+		machine += ",memory-backend=mem"
+		a = append(a, "-object", fmt.Sprintf("memory-backend-file,id=mem,size=%dM,mem-path=%s,share=%s",
+			vm.MemoryMiB, qemuOptEscape(vm.RAMFile), share))
+	}
+	if vm.Incoming != nil {
+		vm.incomingFD = fds.add(vm.Incoming)
+		a = append(a, "-incoming", "defer")
 	}
 	switch vm.SharedFS {
 	case "virtio-fs":
@@ -238,6 +271,8 @@ func (vm *VM) check() error {
 		return fmt.Errorf("machine %q is not supported (q35, microvm)", vm.Machine)
 	case vm.Accel != "kvm" && vm.Accel != "tcg":
 		return fmt.Errorf("accel %q is not supported (kvm, tcg)", vm.Accel)
+	case vm.RAMFile != "" && vm.SharedFS == "virtio-fs":
+		return fmt.Errorf("a file for the guest RAM is for 9p only: virtio-fs keeps it in a memfd")
 	case vm.Console == nil || vm.QMP == nil:
 		return fmt.Errorf("qemu needs an open console log and qmp socket")
 	case vm.SharedFS == "virtio-fs" && vm.Virtiofsd == nil:

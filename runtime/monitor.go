@@ -258,20 +258,56 @@ func splice(c *net.UnixConn, st *yamux.Stream) {
 	wg.Wait()
 }
 
-// startVM starts virtiofsd and QEMU and waits for the agent's hello.
-func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
-	h = &vmHandles{qemuDone: make(chan struct{})}
-	defer func() {
-		if err != nil {
-			h.stop(d, log)
-		}
-	}()
+// startVM starts the sandbox's VM and waits for the agent's hello: restored
+// from the configuration's template when it has one (made first if
+// missing), booted otherwise, and booted after all if the restore fails.
+func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) (*vmHandles, agent.Hello, error) {
+	tmpl := templateFor(cfg, network, log)
+	if tmpl == nil {
+		return startVMFrom(d, cfg, network, nil, log)
+	}
+	h, hello, err := startVMFrom(d, cfg, network, tmpl, log)
+	if err == nil {
+		log.Info("vm restored from a template", "template", tmpl.dir)
+		return h, hello, nil
+	}
+	log.Warn("restoring the template failed; booting instead, and removing the template", "template", tmpl.dir, "err", err)
+	tmpl.remove()
+	return startVMFrom(d, cfg, network, nil, log)
+}
+
+// baseVM is the sandbox's VM without the files QEMU inherits.
+func baseVM(d Dir, cfg SandboxConfig) *hypervisor.VM {
 	vm := &hypervisor.VM{
 		ID: d.ID, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Initrd: cfg.Initrd,
 		Machine: cfg.Machine, Accel: cfg.Accel, VCPUs: cfg.VCPUs, MemoryMiB: cfg.MemoryMiB,
 		SharedFS: cfg.SharedFS, ShareDir: d.Share(), Transport: cfg.Transport,
 		ConsoleLog:   d.ConsoleLog(),
 		KernelParams: cfg.KernelParams, Debug: cfg.Debug,
+	}
+	if cfg.Machine == "microvm" {
+		vm.TSCkHz = hypervisor.HostTSCkHz()
+	}
+	return vm
+}
+
+// startVMFrom starts virtiofsd and QEMU, booting the VM or, with tmpl,
+// restoring it from that template, and waits for the agent's hello.
+func startVMFrom(d Dir, cfg SandboxConfig, network *SandboxNetwork, tmpl *savedTemplate, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
+	h = &vmHandles{qemuDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			h.stop(d, log)
+		}
+	}()
+	vm := baseVM(d, cfg)
+	if tmpl != nil {
+		state, err := os.Open(tmpl.state)
+		if err != nil {
+			return h, hello, fmt.Errorf("template: %w", err)
+		}
+		defer state.Close()
+		vm.Template, vm.RAMFile, vm.Incoming = true, tmpl.ram, state
 	}
 	if vm.User, h.lease, err = qemuUserOf(cfg, UIDLeaseDir); err != nil {
 		return h, hello, err
@@ -298,9 +334,6 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 	}
 	defer qmp.Close()
 	vm.QMP = qmp
-	if cfg.Machine == "microvm" {
-		vm.TSCkHz = hypervisor.HostTSCkHz()
-	}
 	if err := os.MkdirAll(d.Share(), 0o711); err != nil {
 		return h, hello, fmt.Errorf("make share: %w", err)
 	}
@@ -392,6 +425,17 @@ func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger
 	}()
 
 	deadline := time.Now().Add(cfg.BootTimeout)
+	if tmpl != nil {
+		if err := restoreTemplate(d.QMPSocket(), vm.IncomingURI(), cfg.BootTimeout); err != nil {
+			if isClosed(h.qemuDone) {
+				err = fmt.Errorf("%w; qemu exited (%s): %s", err, cmd.ProcessState, qemuErr.lastLine())
+			}
+			return h, hello, bootError(d, err)
+		}
+		if err := wake(h.conn); err != nil {
+			return h, hello, bootError(d, err)
+		}
+	}
 	if accept != nil {
 		conn, err := acceptOrExit(accept, cfg.BootTimeout, h.qemuDone)
 		if err != nil {

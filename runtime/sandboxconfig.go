@@ -37,6 +37,9 @@ type SandboxConfig struct {
 	// leased from QEMUUIDs by the monitor), "uid:gid", or "" for root.
 	QEMUUser string    `json:"qemu_user,omitempty"`
 	QEMUUIDs [2]uint32 `json:"qemu_uids"`
+	// TemplateDir, when set, is where the sandbox's VM is restored from a
+	// saved template (made there first if missing): config `template`.
+	TemplateDir string `json:"template_dir,omitempty"`
 }
 
 // Host is what the host offers; detected once per process.
@@ -66,7 +69,7 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 	switch transport {
 	case "auto":
 		transport = "serial"
-		if h.Vsock.Usable {
+		if h.Vsock.Usable && !c.Template {
 			transport = "vsock"
 		}
 	case "vsock":
@@ -89,6 +92,9 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
 		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
 		DebugShell: c.DebugShell,
+	}
+	if c.Template {
+		sc.TemplateDir = c.TemplateDir
 	}
 	if sc.QEMUUser, sc.QEMUUIDs, err = resolveQEMUUser(c); err != nil {
 		return SandboxConfig{}, nil, err

@@ -52,6 +52,9 @@ type BootConfig struct {
 	VsockPort uint32 // host port to dial        (runvirt.vsock_port=)
 	SharedFS  string // "virtio-fs" | "9p"       (runvirt.share=); "" mounts nothing
 	Debug     bool   // runvirt.debug=1
+	// Template: boot a template VM (runvirt.template=1): the share is
+	// mounted only after the host's Wake (see agent.Hello.Template).
+	Template bool
 }
 
 // ParseCmdline reads the runvirt.* keys of a kernel command line (the
@@ -88,16 +91,19 @@ func ParseCmdline(cmdline string) (BootConfig, error) {
 			default:
 				return BootConfig{}, fmt.Errorf("parse kernel command line: %s=%q: want %s or %s", key, val, ShareVirtioFS, Share9P)
 			}
-		case "debug":
-			if !hasVal {
-				cfg.Debug = true
-				break
+		case "debug", "template":
+			b := true
+			if hasVal {
+				var err error
+				if b, err = strconv.ParseBool(val); err != nil {
+					return BootConfig{}, fmt.Errorf("parse kernel command line: %s=%q: want 0 or 1", key, val)
+				}
 			}
-			b, err := strconv.ParseBool(val)
-			if err != nil {
-				return BootConfig{}, fmt.Errorf("parse kernel command line: %s=%q: want 0 or 1", key, val)
+			if name == "debug" {
+				cfg.Debug = b
+			} else {
+				cfg.Template = b
 			}
-			cfg.Debug = b
 		default:
 			return BootConfig{}, fmt.Errorf("parse kernel command line: unknown key %q", key)
 		}
@@ -236,12 +242,26 @@ func Boot() (BootConfig, io.ReadWriteCloser, error) {
 	if err := loopbackUp(); err != nil {
 		return cfg, nil, fmt.Errorf("boot: %w", err)
 	}
-	if err := mountShare(cfg.SharedFS); err != nil {
-		return cfg, nil, fmt.Errorf("boot: %w", err)
+	if !cfg.Template {
+		if err := mountShare(cfg.SharedFS); err != nil {
+			return cfg, nil, fmt.Errorf("boot: %w", err)
+		}
 	}
 	conn, err := connectHost(cfg)
 	if err != nil {
 		return cfg, nil, fmt.Errorf("boot: %w", err)
+	}
+	if cfg.Template {
+		// The host saves the VM during this wait; what follows runs in
+		// each copy restored from it.
+		if err := awaitWake(conn); err != nil {
+			conn.Close()
+			return cfg, nil, fmt.Errorf("boot: template: %w", err)
+		}
+		if err := mountShare(cfg.SharedFS); err != nil {
+			conn.Close()
+			return cfg, nil, fmt.Errorf("boot: %w", err)
+		}
 	}
 	slog.Info("agent booted", "component", "boot", "took", time.Since(start).Round(time.Millisecond),
 		"since_kernel_start", sinceKernelStart())

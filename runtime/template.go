@@ -1,0 +1,370 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/hypervisor"
+)
+
+// Templates (config `template`, docs/design-templates.md): instead of
+// booting, a sandbox's QEMU restores a VM that was booted once and saved.
+// The template VM boots with runvirt.template=1: its agent does its whole
+// boot but for mounting the share, says a template hello and waits. The
+// monitor that makes it stops it and saves it with QEMU's x-ignore-shared
+// capability: the guest RAM is a file (mapped shared by the template), left
+// out of the saved state, so the state is only the devices'. A copy maps
+// the RAM file privately (its writes are its own; what it only reads stays
+// the template's pages, shared by every copy), loads the device state,
+// and gets a Wake (the host's clock and fresh randomness) before its agent
+// mounts its share and says hello.
+//
+// Each configuration that shapes the VM has its own template, made by the
+// first sandbox that needs it: under TemplateDir/KEY, KEY a hash of
+// the QEMU binary, kernel and initrd (path, size, mtime) and the VM's
+// options and kernel command line.
+
+// savedTemplate is one saved template VM.
+type savedTemplate struct {
+	dir   string
+	ram   string // the guest RAM
+	state string // the device state (QEMU's migration stream)
+}
+
+func templateAt(dir string) *savedTemplate {
+	return &savedTemplate{dir: dir, ram: filepath.Join(dir, "ram"), state: filepath.Join(dir, "state")}
+}
+
+// remove deletes a template that failed to restore: the next sandbox makes
+// a new one.
+func (t *savedTemplate) remove() { os.RemoveAll(t.dir) }
+
+// templateUnfit says why a sandbox cannot start from a template ("" if it
+// can). A template VM has no NICs: the devices of a copy must be the
+// template's, and a NIC's MAC is saved with it.
+func templateUnfit(cfg SandboxConfig, network *SandboxNetwork) string {
+	switch {
+	case cfg.TemplateDir == "":
+		return "templates are off"
+	case cfg.SharedFS != "9p" || cfg.Transport != "serial":
+		return "templates need 9p and the serial transport"
+	case network != nil && len(network.Interfaces) > 0:
+		return fmt.Sprintf("the sandbox has %d NICs; a template VM has none", len(network.Interfaces))
+	}
+	return ""
+}
+
+// templateFor returns the template a sandbox starts from, making it if
+// needed, or nil: the sandbox boots (and the log says why).
+func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *savedTemplate {
+	if cfg.TemplateDir == "" {
+		return nil
+	}
+	if why := templateUnfit(cfg, network); why != "" {
+		log.Info("booting, not starting from a template", "why", why)
+		return nil
+	}
+	t, err := ensureTemplate(cfg, log)
+	if err != nil {
+		log.Warn("no template; booting", "err", err)
+		return nil
+	}
+	return t
+}
+
+// templateKey names the template of a configuration: whatever makes two
+// VMs' saved states interchangeable.
+func templateKey(cfg SandboxConfig) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "agent protocol %d\n", agent.ProtocolVersion)
+	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initrd} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
+	}
+	vm := baseVM(Dir{}, cfg)
+	vm.Template = true
+	fmt.Fprintf(h, "%s %s %d %d %s %s\n%s\n", vm.Machine, vm.Accel, vm.VCPUs, vm.MemoryMiB, vm.Transport, vm.SharedFS, vm.Cmdline())
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// ensureTemplate returns the configuration's template, making it first if
+// there is none. Monitors that need the same missing template take turns
+// on a lock: one makes it, the others then use it.
+func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error) {
+	key, err := templateKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	t := templateAt(filepath.Join(cfg.TemplateDir, key))
+	if _, err := os.Stat(t.state); err == nil {
+		return t, nil
+	}
+	if err := os.MkdirAll(cfg.TemplateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	lock, err := os.OpenFile(t.dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("template: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("template: lock: %w", err)
+	}
+	if _, err := os.Stat(t.state); err == nil {
+		return t, nil // made while we waited
+	}
+	start := time.Now()
+	if err := makeTemplate(cfg, key, t, log); err != nil {
+		os.RemoveAll(t.dir)
+		return nil, fmt.Errorf("make template: %w", err)
+	}
+	log.Info("template made", "template", t.dir, "took", time.Since(start).Round(time.Millisecond))
+	return t, nil
+}
+
+// makeTemplate boots the template VM and saves it into t.
+func makeTemplate(cfg SandboxConfig, key string, t *savedTemplate, log *slog.Logger) (err error) {
+	os.RemoveAll(t.dir)
+	share := filepath.Join(t.dir, "share")
+	if err := os.MkdirAll(share, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(share)
+	// Socket paths are short under SocketBase; the template dir may not be.
+	sockDir := filepath.Join(SocketBase, "template-"+key)
+	if err := os.MkdirAll(sockDir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(sockDir)
+
+	d := Dir{Root: t.dir, ID: "template"}
+	vm := baseVM(d, cfg)
+	vm.ID, vm.ShareDir, vm.ConsoleLog = "template-"+key, share, filepath.Join(t.dir, "console.log")
+	vm.Template, vm.RAMFile, vm.RAMShared = true, t.ram+".tmp", true
+	console, err := os.OpenFile(vm.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer console.Close()
+	vm.Console = console
+	qmpPath := filepath.Join(sockDir, "qmp.sock")
+	if vm.QMP, err = listenFile(qmpPath); err != nil {
+		return err
+	}
+	defer vm.QMP.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "agent"), os.NewFile(uintptr(fds[1]), "agent-qemu")
+	defer ours.Close()
+	defer theirs.Close()
+	vm.AgentConn = theirs
+
+	cmd, err := vm.Command()
+	if err != nil {
+		return err
+	}
+	qemuErr := &tailWriter{max: 1024}
+	cmd.Stdout, cmd.Stderr = qemuErr, qemuErr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start qemu: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
+	defer func() {
+		if !isClosed(done) {
+			cmd.Process.Kill()
+			<-done
+		}
+		if err != nil && isClosed(done) && cmd.ProcessState != nil && !cmd.ProcessState.Success() {
+			err = fmt.Errorf("%w (qemu: %s)", err, qemuErr.lastLine())
+		}
+	}()
+	theirs.Close()
+
+	// The agent boots and says its template hello.
+	helloDone := make(chan struct{})
+	defer close(helloDone)
+	go func() {
+		select {
+		case <-done:
+			ours.SetReadDeadline(time.Now())
+		case <-helloDone:
+		}
+	}()
+	ours.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
+	var hello agent.Hello
+	if err := agent.ReadFrame(ours, &hello); err != nil {
+		return fmt.Errorf("template vm: no hello from the agent (console: %s): %w", vm.ConsoleLog, err)
+	}
+	if !hello.Template {
+		return fmt.Errorf("template vm: the agent did not boot as a template (an older guest image?)")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.BootTimeout)
+	defer cancel()
+	q, err := hypervisor.DialQMP(ctx, qmpPath)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if err := q.Run(ctx, "stop", nil); err != nil {
+		return err
+	}
+	if err := ignoreShared(ctx, q); err != nil {
+		return err
+	}
+	// QEMU 7.2 takes an outgoing fd: only as an fd passed over QMP, and may
+	// not spawn an exec: helper (-sandbox): it sends to a socket of ours.
+	migPath := filepath.Join(sockDir, "migrate.sock")
+	ln, err := net.Listen("unix", migPath)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	out, err := os.OpenFile(t.state+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	copied := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			copied <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.Copy(out, c)
+		copied <- err
+	}()
+	if err := q.RunArgs(ctx, "migrate", map[string]any{"uri": "unix:" + migPath}, nil); err != nil {
+		return err
+	}
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := q.Run(ctx, "query-migrate", &st); err != nil {
+			return err
+		}
+		if st.Status == "completed" {
+			break
+		}
+		if st.Status == "failed" || st.Status == "cancelled" {
+			return fmt.Errorf("saving the template vm: migration %s", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("saving the template vm: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case err := <-copied:
+		if err != nil {
+			return fmt.Errorf("saving the template vm: %w", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("saving the template vm: %w", ctx.Err())
+	}
+	q.Quit(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	// The state last: its name is what says the template is complete.
+	if err := os.Rename(t.ram+".tmp", t.ram); err != nil {
+		return err
+	}
+	return os.Rename(t.state+".tmp", t.state)
+}
+
+// restoreTemplate has a QEMU started with -incoming defer load the template's
+// state and run.
+func restoreTemplate(qmpPath, uri string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	q, err := hypervisor.DialQMP(ctx, qmpPath)
+	if err != nil {
+		return fmt.Errorf("restore template: %w", err)
+	}
+	defer q.Close()
+	if err := ignoreShared(ctx, q); err != nil {
+		return fmt.Errorf("restore template: %w", err)
+	}
+	if err := q.RunArgs(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return fmt.Errorf("restore template: %w", err)
+	}
+	for {
+		st, err := q.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("restore template: %w", err)
+		}
+		switch st {
+		case "running":
+			return nil
+		case "paused":
+			// Loaded; the template was saved stopped, so is its copy.
+			if err := q.Run(ctx, "cont", nil); err != nil {
+				return fmt.Errorf("restore template: %w", err)
+			}
+			return nil
+		case "inmigrate", "restore-vm":
+		default:
+			return fmt.Errorf("restore template: vm status %q", st)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("restore template: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// wake sends a restored agent what makes its copy its own.
+func wake(conn io.Writer) error {
+	w := agent.Wake{UnixNano: time.Now().UnixNano(), Seed: make([]byte, agent.WakeSeedBytes)}
+	if _, err := rand.Read(w.Seed); err != nil {
+		return err
+	}
+	if err := agent.WriteFrame(conn, w); err != nil {
+		return fmt.Errorf("wake the restored agent: %w", err)
+	}
+	return nil
+}
+
+// ignoreShared sets QEMU's x-ignore-shared migration capability (on both
+// ends): the shared, file-backed guest RAM is not in the stream.
+func ignoreShared(ctx context.Context, q *hypervisor.QMP) error {
+	err := q.RunArgs(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
+	}, nil)
+	if err != nil {
+		return errors.New("qemu cannot leave shared RAM out of a saved vm (x-ignore-shared): " + err.Error())
+	}
+	return nil
+}
