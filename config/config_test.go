@@ -66,6 +66,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{`qemu_uid_range = "200-100"`, "qemu_uid_range"},
 		{`qemu_uid_range = "1-4294967295"`, "qemu_uid_range"},
 		{`qemu_uid_range = "-1-5"`, "qemu_uid_range"},
+		{`template = true`, "template"}, // virtio-fs, the default
+		{"template = true\nshared_fs = \"9p\"\ntransport = \"vsock\"", "template"},
+		{"template = true\nshared_fs = \"9p\"\ntemplate_dir = \"templates\"", "template_dir"},
 	} {
 		_, err := Parse(tc.text)
 		if err == nil {
@@ -144,5 +147,19 @@ func TestQEMUUser(t *testing.T) {
 	}
 	if u, g, err := ParseUIDGID("7:8"); err != nil || u != 7 || g != 8 {
 		t.Errorf("7:8: %d %d %v", u, g, err)
+	}
+}
+
+func TestTemplateNeeds9p(t *testing.T) {
+	c, err := Parse("template = true\nshared_fs = \"9p\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Template || c.TemplateDir != "/run/runvirt-templates" {
+		t.Errorf("template %v in %q, want true in /run/runvirt-templates", c.Template, c.TemplateDir)
+	}
+	_, err = Parse("template = true")
+	if err == nil || !strings.Contains(err.Error(), `shared_fs = "9p"`) {
+		t.Errorf("template with virtio-fs: error %v, want one asking for 9p", err)
 	}
 }

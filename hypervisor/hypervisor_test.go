@@ -3,6 +3,7 @@ package hypervisor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,6 +175,41 @@ func TestArgsNets(t *testing.T) {
 	}
 	if hasArg(args, "-netdev", "") || hasArg(args, "-device", "virtio-net") {
 		t.Errorf("a vm without nets has a nic: %v", args)
+	}
+}
+
+// A copy of a template: its RAM is the template's file mapped privately,
+// and QEMU waits for the state (-incoming defer) that IncomingURI names:
+// the fd it inherits the state file on.
+func TestArgsTemplateCopy(t *testing.T) {
+	vm := baseVM(t)
+	vm.Machine, vm.SharedFS, vm.Virtiofsd, vm.ShareDir = "microvm", "9p", nil, "/share"
+	vm.Template, vm.RAMFile, vm.Incoming = true, "/tmpl/a,b/ram", os.Stdin
+	args, files, err := vm.Args()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := argValue(args, "-machine"); len(m) != 1 || !strings.Contains(m[0], "memory-backend=mem") {
+		t.Errorf("-machine %v does not use the memory backend", m)
+	}
+	if !hasArg(args, "-object", "memory-backend-file,id=mem,size=256M,mem-path=/tmpl/a,,b/ram,share=off") {
+		t.Errorf("no private file-backed RAM in %v", args)
+	}
+	if got := argValue(args, "-incoming"); len(got) != 1 || got[0] != "defer" {
+		t.Errorf("-incoming %v, want defer", got)
+	}
+	i := slices.Index(files, os.Stdin)
+	if i < 0 || vm.IncomingURI() != fmt.Sprintf("fd:%d", 3+i) {
+		t.Errorf("IncomingURI %s, state file inherited as fd %d", vm.IncomingURI(), 3+i)
+	}
+	if cmdline := argValue(args, "-append")[0]; !strings.Contains(cmdline, "runvirt.template=1") {
+		t.Errorf("kernel command line %q lacks runvirt.template=1", cmdline)
+	}
+
+	vm = baseVM(t)
+	vm.RAMFile, vm.RAMShared = "/tmpl/ram", true
+	if _, _, err := vm.Args(); err == nil || !strings.Contains(err.Error(), "9p only") {
+		t.Errorf("file-backed RAM with virtio-fs: error %v", err)
 	}
 }
 

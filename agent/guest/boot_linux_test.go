@@ -69,6 +69,12 @@ func TestParseCmdline(t *testing.T) {
 		{name: "zero port", cmdline: "runvirt.vsock_port=0", wantErr: `runvirt.vsock_port="0"`},
 		{name: "port too large", cmdline: "runvirt.vsock_port=4294967296", wantErr: "runvirt.vsock_port"},
 		{name: "vsock without port", cmdline: "runvirt.transport=vsock", wantErr: "needs runvirt.vsock_port"},
+		{
+			name:    "template",
+			cmdline: "runvirt.share=9p runvirt.template=1",
+			want:    BootConfig{Transport: TransportSerial, SharedFS: Share9P, Template: true},
+		},
+		{name: "bad template", cmdline: "runvirt.template=yes", wantErr: `runvirt.template="yes"`},
 		{name: "bad debug", cmdline: "runvirt.debug=yes", wantErr: `runvirt.debug="yes"`},
 	}
 	for _, tt := range tests {
@@ -195,5 +201,18 @@ func TestOpenVirtioPort(t *testing.T) {
 	_, err = openVirtioPort(sys, dev, "no.such.port", 20*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "virtserialport") {
 		t.Errorf("openVirtioPort(missing) error = %v, want a hint at the QEMU device", err)
+	}
+}
+
+// A wake without enough seed or without the host's time is refused before
+// it touches the clock or the random pool.
+func TestApplyWakeRefusesBadWake(t *testing.T) {
+	for _, w := range []agent.Wake{
+		{UnixNano: 1, Seed: make([]byte, agent.WakeSeedBytes-1)},
+		{UnixNano: 0, Seed: make([]byte, agent.WakeSeedBytes)},
+	} {
+		if err := applyWake(w); err == nil {
+			t.Errorf("wake %+v accepted", w)
+		}
 	}
 }

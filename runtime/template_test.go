@@ -1,0 +1,88 @@
+package runtime
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/runvirt/runvirt/agent"
+)
+
+func templateConfig(t *testing.T) SandboxConfig {
+	dir := t.TempDir()
+	for _, f := range []string{"qemu", "vmlinux", "initrd"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return SandboxConfig{
+		QEMU: filepath.Join(dir, "qemu"), Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "initrd"),
+		Machine: "microvm", Accel: "tcg", VCPUs: 1, MemoryMiB: 256, SharedFS: "9p", Transport: "serial",
+		TemplateDir: filepath.Join(dir, "templates"),
+	}
+}
+
+func TestTemplateUnfit(t *testing.T) {
+	cfg := templateConfig(t)
+	if why := templateUnfit(cfg, nil); why != "" {
+		t.Errorf("9p, serial, no network: unfit (%s)", why)
+	}
+	if why := templateUnfit(cfg, &SandboxNetwork{}); why != "" {
+		t.Errorf("a network without interfaces: unfit (%s)", why)
+	}
+	nics := &SandboxNetwork{Interfaces: []TapLink{{Guest: agent.Interface{MAC: "02:00:00:00:00:01"}}}}
+	if why := templateUnfit(cfg, nics); !strings.Contains(why, "1 NICs") {
+		t.Errorf("a sandbox with a NIC: %q, want it refused for its NIC", why)
+	}
+	off := cfg
+	off.TemplateDir = ""
+	if templateUnfit(off, nil) == "" {
+		t.Error("templates off, yet fit")
+	}
+	vfs := cfg
+	vfs.SharedFS = "virtio-fs"
+	if templateUnfit(vfs, nil) == "" {
+		t.Error("virtio-fs, yet fit")
+	}
+}
+
+// The key changes with whatever changes the VM, and only then.
+func TestTemplateKey(t *testing.T) {
+	cfg := templateConfig(t)
+	k1, err := templateKey(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2, _ := templateKey(cfg); k2 != k1 {
+		t.Errorf("same configuration, keys %s and %s", k1, k2)
+	}
+	for name, change := range map[string]func(*SandboxConfig){
+		"memory":        func(c *SandboxConfig) { c.MemoryMiB = 512 },
+		"vcpus":         func(c *SandboxConfig) { c.VCPUs = 2 },
+		"machine":       func(c *SandboxConfig) { c.Machine = "q35" },
+		"kernel params": func(c *SandboxConfig) { c.KernelParams = "quiet" },
+		"debug":         func(c *SandboxConfig) { c.Debug = true },
+		"new kernel": func(c *SandboxConfig) {
+			if err := os.WriteFile(c.Kernel, []byte("a newer kernel"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		c := templateConfig(t)
+		c.QEMU, c.Kernel, c.Initrd = cfg.QEMU, cfg.Kernel, cfg.Initrd
+		base, _ := templateKey(c)
+		change(&c)
+		k, err := templateKey(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == base {
+			t.Errorf("%s changed, key did not", name)
+		}
+	}
+	os.Remove(cfg.Initrd)
+	if _, err := templateKey(cfg); err == nil {
+		t.Error("no error for a missing initrd")
+	}
+}
