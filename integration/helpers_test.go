@@ -355,3 +355,16 @@ func (e *env) waitStatus(id, want string, timeout time.Duration) bool {
 
 // socketDir is where a container's sockets are.
 func socketDir(root, id string) string { return runtime.Dir{Root: root, ID: id}.SocketDir() }
+
+// appendConfig adds lines to the test's config.
+func (e *env) appendConfig(lines string) {
+	e.t.Helper()
+	f, err := os.OpenFile(e.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(lines); err != nil {
+		e.t.Fatal(err)
+	}
+}
