@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/runvirt/runvirt/hypervisor"
@@ -53,6 +54,7 @@ type bench struct {
 	cfg      map[string]string // variant -> config file
 	accel    string
 	floorRD  string
+	tmplDir  string // runvirt's template_dir
 	seq      int
 	res      results
 	net      map[string]netResult // the network suite's, by runtime
@@ -75,6 +77,7 @@ type results struct {
 	Duration              float64
 	Cmdline               map[string]string
 	TemplateBytes         map[string]int64 // the saved template floor VMs' state, by shape
+	TemplateRAMKiB        int64            // runvirt's template: its RAM file's allocated size
 }
 
 // startResult is one start-latency variant: one map per counted run, with
@@ -127,6 +130,7 @@ func main() {
 		b.startLatency()
 		b.execLatency()
 		b.footprint()
+		b.templateRAM()
 		b.ioBench()
 	case "network":
 		b.networkBench()
@@ -243,12 +247,19 @@ func (b *bench) setup() error {
 		kernel = filepath.Join(o.Guest, "vmlinuz")
 	}
 	b.cfg = make(map[string]string)
-	for _, v := range []struct{ name, machine, fs string }{
-		{cfgPrimary, "microvm", "virtio-fs"}, {cfg9p, "microvm", "9p"}, {cfgQ35, "q35", "virtio-fs"},
+	// Templates keep their RAM in a file: on a tmpfs, as runvirt's default
+	// template_dir is on a usual host.
+	if b.tmplDir, err = os.MkdirTemp("/dev/shm", "rvb-templates-"); err != nil {
+		return err
+	}
+	for _, v := range []struct{ name, machine, fs, extra string }{
+		{cfgPrimary, "microvm", "virtio-fs", ""}, {cfg9p, "microvm", "9p", ""}, {cfgQ35, "q35", "virtio-fs", ""},
+		{cfg9pNoNIC, "microvm", "9p", "late_network = false\n"},
+		{cfgTemplate, "microvm", "9p", fmt.Sprintf("late_network = false\ntemplate = true\ntemplate_dir = %q\n", b.tmplDir)},
 	} {
 		p := filepath.Join(b.work, v.name+".toml")
-		text := fmt.Sprintf("kernel = %q\ninitrd = %q\nmachine = %q\nshared_fs = %q\nmemory_mib = 256\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n",
-			kernel, filepath.Join(o.Guest, "initrd.img"), v.machine, v.fs)
+		text := fmt.Sprintf("kernel = %q\ninitrd = %q\nmachine = %q\nshared_fs = %q\nmemory_mib = 256\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n%s",
+			kernel, filepath.Join(o.Guest, "initrd.img"), v.machine, v.fs, v.extra)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			return err
 		}
@@ -410,7 +421,23 @@ func (b *bench) cleanup() {
 			b.runc("delete", "--force", id).Run()
 		}
 	}
+	if b.tmplDir != "" {
+		os.RemoveAll(b.tmplDir)
+	}
 	if !b.o.Keep {
 		os.RemoveAll(b.work)
+	}
+}
+
+// templateRAM notes how much memory runvirt's template RAM file holds: the
+// pages the template's guest touched, kept once for every copy.
+func (b *bench) templateRAM() {
+	rams, _ := filepath.Glob(filepath.Join(b.tmplDir, "*", "ram"))
+	if len(rams) == 0 {
+		return
+	}
+	var st syscall.Stat_t
+	if syscall.Stat(rams[0], &st) == nil {
+		b.res.TemplateRAMKiB = st.Blocks / 2
 	}
 }

@@ -98,6 +98,8 @@ const (
 	vRVTrue       = "runvirt run `true` (microvm, virtio-fs)"
 	vRVEcho       = "runvirt run `echo hi` (microvm, virtio-fs)"
 	vRV9pTrue     = "runvirt run `true` (microvm, 9p)"
+	vRV9pNoNIC    = "runvirt run `true` (microvm, 9p, no NIC: `late_network = false`)"
+	vRVTemplate   = "runvirt run `true` (microvm, 9p, no NIC, from a template: `template = true`)"
 	vFloorQ35     = "floor: bare QEMU boot → power off (q35)"
 	vRVQ35True    = "runvirt run `true` (q35, virtio-fs)"
 )
@@ -107,6 +109,9 @@ const (
 	cfgPrimary = "microvm-virtiofs"
 	cfg9p      = "microvm-9p"
 	cfgQ35     = "q35-virtiofs"
+	// A sandbox can start from a template (9p, no NIC); its booted twin.
+	cfg9pNoNIC  = "microvm-9p-nonic"
+	cfgTemplate = "microvm-9p-template"
 )
 
 func (b *bench) startLatency() {
@@ -169,6 +174,8 @@ func (b *bench) startLatency() {
 		{vRVTrue, runvirtRun(cfgPrimary, []string{"true"}, "")},
 		{vRVEcho, runvirtRun(cfgPrimary, []string{"echo", "hi"}, "hi")},
 		{vRV9pTrue, runvirtRun(cfg9p, []string{"true"}, "")},
+		{vRV9pNoNIC, runvirtRun(cfg9pNoNIC, []string{"true"}, "")},
+		{vRVTemplate, runvirtRun(cfgTemplate, []string{"true"}, "")},
 	}
 	if b.o.Q35 {
 		vs = append(vs,
@@ -296,7 +303,10 @@ type footprint struct {
 	CopyMany, CopyManyFile   []float64
 	CopyRssAnon, CopyRssFile int
 	CopyArgs                 string
-	Free                     string
+	// n idle runvirt sandboxes started from a template (cfgTemplate): PSS
+	// per sandbox and its file-backed part.
+	TemplateMany, TemplateManyFile []float64
+	Free                           string
 }
 
 // sandboxPSS is the PSS of a sandbox's host processes: the total, by kind
@@ -418,6 +428,7 @@ func (b *bench) footprint() {
 			fp.FloorOneFile, fp.FloorManyFile = r.oneFile, r.manyFile
 		}
 	}
+	fp.TemplateMany, fp.TemplateManyFile = b.idleSandboxes(cfgTemplate, n)
 	c := b.idleCopies(n)
 	fp.CopyOne, fp.CopyOneFile, fp.CopyMany, fp.CopyManyFile = c.one, c.oneFile, c.many, c.manyFile
 	fp.CopyRssAnon, fp.CopyRssFile, fp.CopyArgs = c.rssAnon, c.rssShmem, c.args
@@ -591,4 +602,38 @@ func keysSorted[V any](m map[string]V) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// idleSandboxes starts n idle sandboxes with a config and returns each
+// one's PSS and its file-backed part, after the settle time.
+func (b *bench) idleSandboxes(cfg string, n int) (totals, files []float64) {
+	if err := b.writeSpec([]string{"sleep", "1000000"}); err != nil {
+		b.fail("footprint: %v", err)
+		return
+	}
+	var ids []string
+	defer func() {
+		for _, id := range ids {
+			b.runvirt("delete", "--force", id).Run()
+		}
+	}()
+	for len(ids) < n {
+		id := b.id("fpt")
+		if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfg], "--bundle", b.bundle, id)); err != nil {
+			b.fail("footprint: start sandbox (%s): %v", cfg, err)
+			return
+		}
+		ids = append(ids, id)
+	}
+	time.Sleep(b.o.Settle)
+	for _, id := range ids {
+		t, file, _, _, err := b.sandboxPSS(id)
+		if err != nil {
+			b.fail("footprint: %v", err)
+			continue
+		}
+		totals = append(totals, float64(t))
+		files = append(files, float64(file))
+	}
+	return
 }

@@ -140,12 +140,18 @@ func (b *bench) report() string {
 		rq, fq := b.startStats(vRVQ35True, ""), b.startStats(vFloorQ35, "")
 		ratioRow(&w, "`runvirt run true` vs floor, q35", fmt.Sprintf("%.0f ms vs %.0f ms", rq.Median, fq.Median), rq.Median/fq.Median, 1.3, b.pairedRatio(vRVQ35True, vFloorQ35))
 	}
+	if rt := b.startStats(vRVTemplate, ""); rt.N > 0 {
+		ratioRow(&w, "`runvirt run true` from a template (`template = true`: 9p, no NIC) vs floor, microvm", fmt.Sprintf("%.0f ms vs %.0f ms", rt.Median, fl.Median), rt.Median/fl.Median, 1.3, b.pairedRatio(vRVTemplate, vFloorMicrovm))
+	}
 	ex, exrc := summarize(r.Exec[eRunvirt]), summarize(r.Exec[eRunc])
 	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 3)
 	if fp := r.Footprint; fp != nil && fp.FloorOne > 0 {
 		m, f, mf := summarize(fp.ManyTotals), summarize(fp.FloorMany), summarize(fp.MemfdMany)
 		if m.N > 0 && f.N > 0 {
 			ratioRow(&w, fmt.Sprintf("host PSS per sandbox, %d idle sandboxes vs %d bare idle QEMUs", fp.ManyN, fp.ManyN), fmt.Sprintf("%.1f MiB vs %.1f MiB", mib(m.Median), mib(f.Median)), m.Median/f.Median, 1.2)
+		}
+		if tm := summarize(fp.TemplateMany); tm.N > 0 && f.N > 0 {
+			ratioRow(&w, fmt.Sprintf("host PSS per sandbox, %d idle sandboxes from a template (`template = true`; the template's RAM file, %.1f MiB, is held once beside them) vs %d bare idle QEMUs", tm.N, mib(float64(r.TemplateRAMKiB)), fp.ManyN), fmt.Sprintf("%.1f MiB vs %.1f MiB", mib(tm.Median), mib(f.Median)), tm.Median/f.Median, 1.2)
 		}
 		if m.N > 0 && mf.N > 0 {
 			ratioRow(&w, fmt.Sprintf("host PSS per sandbox, %d idle sandboxes vs %d bare idle QEMUs with runvirt's memfd guest RAM", fp.ManyN, fp.ManyN), fmt.Sprintf("%.1f MiB vs %.1f MiB", mib(m.Median), mib(mf.Median)), m.Median/mf.Median, 1.2)
@@ -178,7 +184,7 @@ func (b *bench) report() string {
 	p("`guest_boot`: the guest's own CLOCK_BOOTTIME when the agent was ready (kernel start → agent ready; the firmware\n")
 	p("before the kernel is not in it); `container_created` … `torn_down`: ms since `runvirt run` started. For the floor,\n")
 	p("`guest_init` is the guest's CLOCK_BOOTTIME when its init started.\n\n")
-	cols := []string{vRVTrue, vRVEcho, vRV9pTrue}
+	cols := []string{vRVTrue, vRVEcho, vRV9pTrue, vRV9pNoNIC, vRVTemplate}
 	if b.o.Q35 {
 		cols = append(cols, vRVQ35True)
 	}
@@ -287,6 +293,9 @@ func (b *bench) report() string {
 		many(fmt.Sprintf("floor: bare idle QEMU, %d", fp.ManyN), fp.FloorMany, fp.FloorManyFile)
 		one("floor with memfd guest RAM (as runvirt + virtio-fs), 1", fp.MemfdOne, fp.MemfdOneFile)
 		many(fmt.Sprintf("floor with memfd guest RAM, %d", fp.ManyN), fp.MemfdMany, fp.MemfdManyFile)
+		if len(fp.TemplateMany) > 0 {
+			many(fmt.Sprintf("runvirt from a template (`template = true`: 9p, no NIC), %d idle sandboxes", len(fp.TemplateMany)), fp.TemplateMany, fp.TemplateManyFile)
+		}
 		if fp.CopyOne > 0 {
 			one("floor from the shared-RAM template: idle copy, 1", fp.CopyOne, fp.CopyOneFile)
 			many(fmt.Sprintf("floor from the shared-RAM template: idle copies, %d", fp.ManyN), fp.CopyMany, fp.CopyManyFile)
@@ -294,6 +303,11 @@ func (b *bench) report() string {
 		p("\nThe file-backed part (QEMU's binary and libraries, the mapped vmlinux and initrd) is split with every process\n")
 		p("mapping the same files, *other users' QEMUs booting the same build/guest/vmlinux included*, so it moves with the\n")
 		p("machine's load; the rest (anonymous and shmem: guest RAM, TCG's code cache, heaps) is the sandbox's own.\n\n")
+		if len(fp.TemplateMany) > 0 {
+			p("Sandboxes from a template map the guest RAM the template saved (a file on a tmpfs, %.1f MiB of it\n", mib(float64(r.TemplateRAMKiB)))
+			p("allocated: the pages the template's guest touched) privately: the pages a copy only reads are that file's, shared by\n")
+			p("all copies and counted in their Pss_File; the file itself is held once per configuration, whether copies run or not.\n\n")
+		}
 		p("Transparent huge pages: host `%s`. QEMU asks for huge pages on anonymous guest RAM (MADV_HUGEPAGE), so a\n", thpSetting())
 		p("bare QEMU's touched guest pages are counted in 2 MiB units (AnonHugePages of the single floor QEMU: %.1f MiB);\n", mib(float64(fp.FloorAnonHuge)))
 		p("runvirt's virtio-fs sandboxes keep guest RAM in a shared memfd (shmem, which gets no THP here; the sandbox QEMU's\n")
@@ -470,11 +484,17 @@ func (b *bench) analysis(w *strings.Builder) {
 			p("\n  Idle, %d shared-RAM copies cost %.1f MiB PSS each against %.1f MiB for %d booted bare QEMUs (§3).",
 				len(fp.CopyMany), mib(c.Median), mib(f.Median), len(fp.FloorMany))
 		}
-		p("\n  A runvirt sandbox started this way would replace its guest boot (%.0f ms on the guest clock to agent ready,\n", gb)
-		p("  and the firmware and early kernel before it) with that restore, the one change that could bring `runvirt run`\n")
-		p("  near the boot floor, and under it, on this machine. runvirt does not do it yet: docs/design-templates.md says\n")
-		p("  what stands in the way (first: virtio-fs cannot be migrated, and its vhost-user memory must be shared, which a\n")
-		p("  private copy of the template's RAM is not) and the order to build it in.\n")
+		p("\n")
+	}
+	if rt, rc := b.startStats(vRVTemplate, ""), b.startStats(vRV9pNoNIC, ""); rt.N > 0 && rc.N > 0 {
+		p("- **runvirt from a template** (`template = true`, a prototype: docs/design-templates.md) does this for a sandbox:\n")
+		p("  `runvirt run true` takes %.0f ms against %.0f ms for the same configuration booted (9p, no NIC) and %.0f ms for\n", rt.Median, rc.Median, med(vRVTrue, ""))
+		p("  the default; the agent is ready %.0f ms after the boot started instead of %.0f ms. The create stage is longer in\n", med(vRVTemplate, "agent_ready"), med(vRV9pNoNIC, "agent_ready"))
+		p("  a copy (%.0f vs %.0f ms): its QEMU starts with an empty translated-code cache (a booted VM translated much of that\n",
+			stage(vRVTemplate, "agent_ready", "container_created"), stage(vRV9pNoNIC, "agent_ready", "container_created"))
+		p("  code while booting), and each guest page touched first is a fault on the template's RAM file. Templates need 9p\n")
+		p("  (QEMU 7.2 cannot save a virtio-fs device, and vhost-user needs shared guest RAM, which a private copy is not)\n")
+		p("  and a sandbox without NICs (a NIC's MAC is saved with the VM); other sandboxes boot.\n")
 	}
 	ex, exrc := summarize(b.res.Exec[eRunvirt]), summarize(b.res.Exec[eRunc])
 	p("- **exec**: %.0f ms vs runc's %.0f ms (%.1f×). A runvirt exec is a new runvirt process, the state and lock under\n", ex.Median, exrc.Median, ex.Median/exrc.Median)
