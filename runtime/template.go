@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -115,6 +116,12 @@ func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error)
 	if _, err := os.Stat(t.state); err == nil {
 		return t, nil
 	}
+	// A template that could not be made is not tried again by every
+	// sandbox (each would pay a boot for nothing) until the marker goes.
+	failed := t.dir + ".failed"
+	if b, err := os.ReadFile(failed); err == nil {
+		return nil, fmt.Errorf("making this template failed before (%s); remove %s to try again", strings.TrimSpace(string(b)), failed)
+	}
 	if err := os.MkdirAll(cfg.TemplateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
@@ -132,6 +139,7 @@ func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error)
 	start := time.Now()
 	if err := makeTemplate(cfg, key, t, log); err != nil {
 		os.RemoveAll(t.dir)
+		os.WriteFile(failed, []byte(err.Error()+"\n"), 0o600)
 		return nil, fmt.Errorf("make template: %w", err)
 	}
 	log.Info("template made", "template", t.dir, "took", time.Since(start).Round(time.Millisecond))

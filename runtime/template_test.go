@@ -1,10 +1,13 @@
 package runtime
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runvirt/runvirt/agent"
 )
@@ -84,5 +87,32 @@ func TestTemplateKey(t *testing.T) {
 	os.Remove(cfg.Initrd)
 	if _, err := templateKey(cfg); err == nil {
 		t.Error("no error for a missing initrd")
+	}
+}
+
+// A template that cannot be made is tried once, not by every sandbox: the
+// failure is kept beside the template until someone removes it.
+func TestTemplateFailureIsRemembered(t *testing.T) {
+	cfg := templateConfig(t) // its "qemu" is no program: the template VM cannot start
+	cfg.BootTimeout = 5 * time.Second
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, err := ensureTemplate(cfg, log)
+	if err == nil || !strings.Contains(err.Error(), "start qemu") {
+		t.Fatalf("first try: error %v, want the failed qemu start", err)
+	}
+	key, _ := templateKey(cfg)
+	marker := filepath.Join(cfg.TemplateDir, key+".failed")
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("no failure marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.TemplateDir, key)); err == nil {
+		t.Error("the half-made template is still there")
+	}
+	_, err = ensureTemplate(cfg, log)
+	if err == nil || !strings.Contains(err.Error(), "failed before") || !strings.Contains(err.Error(), marker) {
+		t.Errorf("second try: error %v, want the earlier failure and the marker to remove", err)
+	}
+	if templateFor(cfg, nil, log) != nil {
+		t.Error("templateFor handed out a template that does not exist")
 	}
 }
