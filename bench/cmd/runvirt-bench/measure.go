@@ -341,33 +341,21 @@ func (b *bench) footprint() {
 		b.fail("footprint: %v", err)
 		return
 	}
-	var ids []string
-	defer func() {
-		for _, id := range ids {
-			b.runvirt("delete", "--force", id).Run()
-		}
-	}()
-	start := func() bool {
-		id := b.id("fp")
-		if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfgPrimary], "--bundle", b.bundle, id)); err != nil {
-			b.fail("footprint: start sandbox: %v", err)
-			return false
-		}
-		ids = append(ids, id)
-		return true
-	}
+	set := &sandboxSet{b: b}
+	defer set.deleteAll()
+	start := func() bool { return set.start(cfgPrimary, "fp") }
 	if !start() {
 		return
 	}
 	time.Sleep(b.o.Settle)
-	total, file, byKind, procs, err := b.sandboxPSS(ids[0])
+	total, file, byKind, procs, err := b.sandboxPSS(set.ids[0])
 	fp.OneFile = file
 	if err != nil {
 		b.fail("footprint: %v", err)
 		return
 	}
 	fp.OneTotal, fp.OneByKind, fp.OneProcs = total, byKind, procs
-	if roots, err := sandboxPids(b.root, ids[0]); err == nil {
+	if roots, err := sandboxPids(b.root, set.ids[0]); err == nil {
 		for _, p := range tree(listProcs(), roots...) {
 			if kind(p) == "qemu" {
 				fp.SandboxAnonHuge, _ = rollup(p.Pid, "AnonHugePages")
@@ -377,7 +365,7 @@ func (b *bench) footprint() {
 		}
 	}
 	// What the workload sees.
-	if _, out, err := timed(b.runvirt("exec", ids[0], "cat", "/proc/meminfo")); err == nil {
+	if _, out, err := timed(b.runvirt("exec", set.ids[0], "cat", "/proc/meminfo")); err == nil {
 		fp.Meminfo = make(map[string]int)
 		for _, l := range strings.Split(out, "\n") {
 			f := strings.Fields(l)
@@ -389,16 +377,16 @@ func (b *bench) footprint() {
 	} else {
 		b.fail("footprint: meminfo: %v", err)
 	}
-	if _, out, err := timed(b.runvirt("exec", ids[0], "free", "-m")); err == nil {
+	if _, out, err := timed(b.runvirt("exec", set.ids[0], "free", "-m")); err == nil {
 		fp.Free = strings.TrimRight(out, "\n")
 	}
-	for len(ids) < n {
+	for len(set.ids) < n {
 		if !start() {
 			return
 		}
 	}
 	time.Sleep(b.o.Settle)
-	for _, id := range ids {
+	for _, id := range set.ids {
 		t, file, k, _, err := b.sandboxPSS(id)
 		if err != nil {
 			b.fail("footprint: %v", err)
@@ -411,10 +399,7 @@ func (b *bench) footprint() {
 		}
 	}
 	b.sampleLoad()
-	for _, id := range ids {
-		b.runvirt("delete", "--force", id).Run()
-	}
-	ids = nil
+	set.deleteAll()
 
 	// The floor: bare QEMUs of the same kernel and memory, idle.
 	for _, memfd := range []bool{false, true} {
@@ -611,22 +596,15 @@ func (b *bench) idleSandboxes(cfg string, n int) (totals, files []float64) {
 		b.fail("footprint: %v", err)
 		return
 	}
-	var ids []string
-	defer func() {
-		for _, id := range ids {
-			b.runvirt("delete", "--force", id).Run()
-		}
-	}()
-	for len(ids) < n {
-		id := b.id("fpt")
-		if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfg], "--bundle", b.bundle, id)); err != nil {
-			b.fail("footprint: start sandbox (%s): %v", cfg, err)
+	set := &sandboxSet{b: b}
+	defer set.deleteAll()
+	for len(set.ids) < n {
+		if !set.start(cfg, "fpt") {
 			return
 		}
-		ids = append(ids, id)
 	}
 	time.Sleep(b.o.Settle)
-	for _, id := range ids {
+	for _, id := range set.ids {
 		t, file, _, _, err := b.sandboxPSS(id)
 		if err != nil {
 			b.fail("footprint: %v", err)
@@ -636,4 +614,28 @@ func (b *bench) idleSandboxes(cfg string, n int) (totals, files []float64) {
 		files = append(files, float64(file))
 	}
 	return
+}
+
+// sandboxSet is idle sandboxes started for a measurement, deleted after it.
+type sandboxSet struct {
+	b   *bench
+	ids []string
+}
+
+// start runs one more idle sandbox (the bundle's spec) with config cfg.
+func (s *sandboxSet) start(cfg, prefix string) bool {
+	id := s.b.id(prefix)
+	if _, _, err := timed(s.b.runvirt("run", "-d", "--config", s.b.cfg[cfg], "--bundle", s.b.bundle, id)); err != nil {
+		s.b.fail("footprint: start sandbox (%s): %v", cfg, err)
+		return false
+	}
+	s.ids = append(s.ids, id)
+	return true
+}
+
+func (s *sandboxSet) deleteAll() {
+	for _, id := range s.ids {
+		s.b.runvirt("delete", "--force", id).Run()
+	}
+	s.ids = nil
 }
