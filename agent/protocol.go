@@ -112,6 +112,15 @@ type Wake struct {
 	// kernel's pool and reseeds, so copies do not share the template's
 	// random state. At least WakeSeedBytes.
 	Seed []byte `json:"seed"`
+	// MACs gives each NIC of the copy its sandbox's MAC: the template's
+	// NICs carry the template's MACs, saved with the VM.
+	MACs []MACChange `json:"macs,omitempty"`
+}
+
+// MACChange is one NIC's MAC in the template (From) and in the copy (To).
+type MACChange struct {
+	From string `json:"from"`
+	To   string `json:"to"`
 }
 
 // WakeSeedBytes is the least randomness a Wake carries.

@@ -69,19 +69,28 @@ func inPath(name string) bool { _, err := exec.LookPath(name); return err == nil
 // env is one test's runvirt environment: a state root, a config file and a
 // bundle with a busybox rootfs.
 type env struct {
-	ids    []string // every id given to create or run
-	t      *testing.T
-	root   string
-	config string
-	bundle string
-	spec   *specs.Spec
+	template bool     // sandboxes start from a template (withTemplate)
+	ids      []string // every id given to create or run
+	t        *testing.T
+	root     string
+	config   string
+	bundle   string
+	spec     *specs.Spec
 }
 
 type envOpt func(*envConfig)
 
-type envConfig struct{ sharedFS string }
+type envConfig struct{ sharedFS, extra string }
 
 func with9p(c *envConfig) { c.sharedFS = "9p" }
+
+// withTemplate starts the sandboxes from a template (9p), kept in dir.
+func withTemplate(dir string) envOpt {
+	return func(c *envConfig) {
+		c.sharedFS = "9p"
+		c.extra += fmt.Sprintf("template = true\ntemplate_dir = %q\n", dir)
+	}
+}
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	requireVM(t)
@@ -94,7 +103,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: root, bundle: t.TempDir()}
+	e := &env{t: t, root: root, bundle: t.TempDir(), template: strings.Contains(c.extra, "template = true")}
 	e.config = filepath.Join(root, "config.toml")
 	kernel := filepath.Join(guestDir, "vmlinuz")
 	if v := filepath.Join(guestDir, "vmlinux"); exists(v) {
@@ -106,6 +115,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if m := os.Getenv("RUNVIRT_TEST_MACHINE"); m != "" {
 		cfg += fmt.Sprintf("machine = %q\n", m)
 	}
+	cfg += c.extra
 	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -366,5 +376,15 @@ func (e *env) appendConfig(lines string) {
 	defer f.Close()
 	if _, err := f.WriteString(lines); err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+// checkRestored fails the test unless sandbox id was restored from a
+// template (its monitor log says so).
+func (e *env) checkRestored(id string) {
+	e.t.Helper()
+	mon, _ := os.ReadFile(filepath.Join(e.root, id, "monitor.log"))
+	if !strings.Contains(string(mon), "vm restored from a template") {
+		e.t.Errorf("%s was not restored from a template; monitor log:\n%s", id, mon)
 	}
 }

@@ -139,8 +139,14 @@ func TestNetworkNamespaceByPathMicrovm(t *testing.T) {
 	testNetworkByPath(t, "microvm")
 }
 
-func testNetworkByPath(t *testing.T, machine string) {
-	e := newEnv(t)
+// The same from a template: the copy's NIC gets the veth's MAC, not the
+// template's.
+func TestNetworkNamespaceByPathTemplate(t *testing.T) {
+	testNetworkByPath(t, "microvm", withTemplate(t.TempDir()))
+}
+
+func testNetworkByPath(t *testing.T, machine string, opts ...envOpt) {
+	e := newEnv(t, opts...)
 	e.setMachine(machine)
 	ns, mac := cniNetNS(t)
 	e.joinNetNS(ns)
@@ -164,6 +170,9 @@ func testNetworkByPath(t *testing.T, machine string) {
 		t.Errorf("stand-in network namespace %q, want %q", got, want)
 	}
 	e.mustRun("start", "net")
+	if e.template {
+		e.checkRestored("net")
+	}
 
 	exe := func(args ...string) string {
 		t.Helper()
@@ -280,13 +289,22 @@ ip link set %[1]s up
 
 // docker ≤ 27 fills the namespace from its prestart hook, docker ≥ 28
 // between create and start: either way the guest gets the interface.
-func TestNetworkFilledAfterBoot(t *testing.T) {
+func TestNetworkFilledAfterBoot(t *testing.T) { testNetworkFilledAfterBoot(t, 0) }
+
+// The same from a template: the copy's spare NIC is taken over.
+func TestNetworkFilledAfterBootTemplate(t *testing.T) {
+	testNetworkFilledAfterBoot(t, 2, withTemplate(t.TempDir()))
+}
+
+// first numbers the veths and subnets, so that variants do not collide.
+func testNetworkFilledAfterBoot(t *testing.T, first int, opts ...envOpt) {
 	for i, when := range []string{"prestart-hook", "before-start"} {
+		i += first
 		t.Run(when, func(t *testing.T) {
 			if !inPath("ip") || !inPath("nsenter") {
 				t.Fatal("integration prerequisite missing: ip and nsenter (iproute2, util-linux)")
 			}
-			e := newEnv(t)
+			e := newEnv(t, opts...)
 			host := fmt.Sprintf("rvl%d%d", i, os.Getpid()%100000)
 			t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
 			script := lateVeth(host, i)
@@ -310,6 +328,9 @@ func TestNetworkFilledAfterBoot(t *testing.T) {
 				}
 			}
 			e.mustRun("start", "late")
+			if e.template {
+				e.checkRestored("late")
+			}
 			ip := fmt.Sprintf("10.201.%d.2", i)
 			gw := fmt.Sprintf("10.201.%d.1", i)
 			addrs := e.mustRun("exec", "late", "ip", "addr")

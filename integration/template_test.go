@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,12 +51,12 @@ func checkClock(t *testing.T, now string) {
 
 // Sandboxes started from a template: the first sandbox of a configuration
 // boots and saves the template, later ones restore copies of it. Each copy
-// is a VM of its own (boot id, random state, clock), mounts its own share
-// after the restore, runs its workload and exec, and leaves nothing behind.
+// is a VM of its own (boot id, random state, clock, its spare NIC's MAC),
+// mounts its own share after the restore, runs its workload and exec, and
+// leaves nothing behind.
 func TestTemplate(t *testing.T) {
-	e := newEnv(t, with9p)
 	tmplDir := t.TempDir()
-	e.appendConfig(fmt.Sprintf("template = true\ntemplate_dir = %q\nlate_network = false\n", tmplDir))
+	e := newEnv(t, withTemplate(tmplDir)) // late_network on: each VM has its spare NIC
 	hostBoot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	out := t.TempDir()
 	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/mnt/out", Type: "bind", Source: out, Options: []string{"rbind", "rw"}})
@@ -119,27 +118,6 @@ func TestTemplate(t *testing.T) {
 		e.waitStatus(id, "stopped", 30*time.Second)
 		e.mustRun("delete", id)
 	}
-}
-
-// A sandbox with a NIC boots, template or not (the template VM has none).
-func TestTemplateSandboxWithNICBoots(t *testing.T) {
-	e := newEnv(t, with9p)
-	tmplDir := t.TempDir()
-	e.appendConfig(fmt.Sprintf("template = true\ntemplate_dir = %q\nlate_network = true\n", tmplDir))
-	e.spec.Process.Args = []string{"sh", "-c", "ls /sys/class/net; sleep 600"}
-	_, stdout, _ := e.create("tmpl-nic")
-	defer stdout.Close()
-	e.mustRun("start", "tmpl-nic")
-	mon, _ := os.ReadFile(filepath.Join(e.root, "tmpl-nic", "monitor.log"))
-	if !strings.Contains(string(mon), "a template VM has none") {
-		t.Errorf("the monitor log does not say why the sandbox booted:\n%s", mon)
-	}
-	if got, _ := filepath.Glob(filepath.Join(tmplDir, "*")); len(got) != 0 {
-		t.Errorf("a template was made for a sandbox that cannot use it: %v", got)
-	}
-	e.mustRun("kill", "tmpl-nic", "KILL")
-	e.waitStatus("tmpl-nic", "stopped", 30*time.Second)
-	e.mustRun("delete", "tmpl-nic")
 }
 
 // A template with virtio-fs is refused with the reason, before anything

@@ -432,7 +432,7 @@ func startVMFrom(d Dir, cfg SandboxConfig, network *SandboxNetwork, tmpl *savedT
 			}
 			return h, hello, bootError(d, err)
 		}
-		if err := wake(h.conn); err != nil {
+		if err := wake(h.conn, wakeMACs(network)); err != nil {
 			return h, hello, bootError(d, err)
 		}
 	}

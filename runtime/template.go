@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -54,18 +55,39 @@ func templateAt(dir string) *savedTemplate {
 func (t *savedTemplate) remove() { os.RemoveAll(t.dir) }
 
 // templateUnfit says why a sandbox cannot start from a template ("" if it
-// can). A template VM has no NICs: the devices of a copy must be the
-// template's, and a NIC's MAC is saved with it.
-func templateUnfit(cfg SandboxConfig, network *SandboxNetwork) string {
+// can).
+func templateUnfit(cfg SandboxConfig) string {
 	switch {
 	case cfg.TemplateDir == "":
 		return "templates are off"
 	case cfg.SharedFS != "9p" || cfg.Transport != "serial":
 		return "templates need 9p and the serial transport"
-	case network != nil && len(network.Interfaces) > 0:
-		return fmt.Sprintf("the sandbox has %d NICs; a template VM has none", len(network.Interfaces))
 	}
 	return ""
+}
+
+// nicCount is how many NICs a sandbox's VM has.
+func nicCount(network *SandboxNetwork) int {
+	if network == nil {
+		return 0
+	}
+	return len(network.Interfaces)
+}
+
+// templateMAC is the MAC of a template's NIC i. A copy's NICs start with
+// these (a NIC's MAC is saved with the VM); the Wake gives them the
+// sandbox's own.
+func templateMAC(i int) string {
+	return fmt.Sprintf("02:72:76:74:%02x:%02x", i>>8&0xff, i&0xff)
+}
+
+// wakeMACs maps the template's NIC MACs to the sandbox's.
+func wakeMACs(network *SandboxNetwork) []agent.MACChange {
+	var m []agent.MACChange
+	for i := 0; i < nicCount(network); i++ {
+		m = append(m, agent.MACChange{From: templateMAC(i), To: network.Interfaces[i].Guest.MAC})
+	}
+	return m
 }
 
 // templateFor returns the template a sandbox starts from, making it if
@@ -74,11 +96,11 @@ func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *
 	if cfg.TemplateDir == "" {
 		return nil
 	}
-	if why := templateUnfit(cfg, network); why != "" {
+	if why := templateUnfit(cfg); why != "" {
 		log.Info("booting, not starting from a template", "why", why)
 		return nil
 	}
-	t, err := ensureTemplate(cfg, log)
+	t, err := ensureTemplate(cfg, nicCount(network), log)
 	if err != nil {
 		log.Warn("no template; booting", "err", err)
 		return nil
@@ -88,9 +110,9 @@ func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *
 
 // templateKey names the template of a configuration: whatever makes two
 // VMs' saved states interchangeable.
-func templateKey(cfg SandboxConfig) (string, error) {
+func templateKey(cfg SandboxConfig, nics int) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "agent protocol %d\n", agent.ProtocolVersion)
+	fmt.Fprintf(h, "agent protocol %d\nnics %d\n", agent.ProtocolVersion, nics)
 	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initrd} {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -107,8 +129,8 @@ func templateKey(cfg SandboxConfig) (string, error) {
 // ensureTemplate returns the configuration's template, making it first if
 // there is none. Monitors that need the same missing template take turns
 // on a lock: one makes it, the others then use it.
-func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error) {
-	key, err := templateKey(cfg)
+func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTemplate, error) {
+	key, err := templateKey(cfg, nics)
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
@@ -137,7 +159,7 @@ func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error)
 		return t, nil // made while we waited
 	}
 	start := time.Now()
-	if err := makeTemplate(cfg, key, t, log); err != nil {
+	if err := makeTemplate(cfg, key, nics, t, log); err != nil {
 		os.RemoveAll(t.dir)
 		os.WriteFile(failed, []byte(err.Error()+"\n"), 0o600)
 		return nil, fmt.Errorf("make template: %w", err)
@@ -146,8 +168,8 @@ func ensureTemplate(cfg SandboxConfig, log *slog.Logger) (*savedTemplate, error)
 	return t, nil
 }
 
-// makeTemplate boots the template VM and saves it into t.
-func makeTemplate(cfg SandboxConfig, key string, t *savedTemplate, log *slog.Logger) (err error) {
+// makeTemplate boots the template VM, with nics NICs, and saves it into t.
+func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log *slog.Logger) (err error) {
 	os.RemoveAll(t.dir)
 	share := filepath.Join(t.dir, "share")
 	if err := os.MkdirAll(share, 0o700); err != nil {
@@ -184,6 +206,18 @@ func makeTemplate(cfg SandboxConfig, key string, t *savedTemplate, log *slog.Log
 	defer ours.Close()
 	defer theirs.Close()
 	vm.AgentConn = theirs
+	taps, err := templateTaps(nics)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, f := range taps {
+			f.Close()
+		}
+	}()
+	for i, f := range taps {
+		vm.Nets = append(vm.Nets, hypervisor.NetIface{Tap: f, MAC: templateMAC(i)})
+	}
 
 	cmd, err := vm.Command()
 	if err != nil {
@@ -354,8 +388,8 @@ func restoreTemplate(qmpPath, uri string, timeout time.Duration) error {
 }
 
 // wake sends a restored agent what makes its copy its own.
-func wake(conn io.Writer) error {
-	w := agent.Wake{UnixNano: time.Now().UnixNano(), Seed: make([]byte, agent.WakeSeedBytes)}
+func wake(conn io.Writer, macs []agent.MACChange) error {
+	w := agent.Wake{UnixNano: time.Now().UnixNano(), Seed: make([]byte, agent.WakeSeedBytes), MACs: macs}
 	if _, err := rand.Read(w.Seed); err != nil {
 		return err
 	}
@@ -375,4 +409,43 @@ func ignoreShared(ctx context.Context, q *hypervisor.QMP) error {
 		return errors.New("qemu cannot leave shared RAM out of a saved vm (x-ignore-shared): " + err.Error())
 	}
 	return nil
+}
+
+// templateTaps opens n taps for a template VM's NICs: nameless (the kernel
+// names them), not persistent (they go with their files), in a network
+// namespace of their own that nothing else uses. The template's guest never
+// configures its NICs; the taps only back the devices being saved.
+func templateTaps(n int) ([]*os.File, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	type result struct {
+		files []*os.File
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// This thread moves to a new namespace: it must never run other
+		// goroutines again, so it stays locked and ends with this one.
+		goruntime.LockOSThread()
+		var r result
+		defer func() { ch <- r }()
+		if r.err = unix.Unshare(unix.CLONE_NEWNET); r.err != nil {
+			r.err = fmt.Errorf("template taps: new network namespace: %w", r.err)
+			return
+		}
+		for i := 0; i < n; i++ {
+			f, err := openTap("")
+			if err != nil {
+				for _, f := range r.files {
+					f.Close()
+				}
+				r.files, r.err = nil, fmt.Errorf("template taps: %w", err)
+				return
+			}
+			r.files = append(r.files, f)
+		}
+	}()
+	r := <-ch
+	return r.files, r.err
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -28,37 +29,52 @@ func templateConfig(t *testing.T) SandboxConfig {
 
 func TestTemplateUnfit(t *testing.T) {
 	cfg := templateConfig(t)
-	if why := templateUnfit(cfg, nil); why != "" {
-		t.Errorf("9p, serial, no network: unfit (%s)", why)
-	}
-	if why := templateUnfit(cfg, &SandboxNetwork{}); why != "" {
-		t.Errorf("a network without interfaces: unfit (%s)", why)
-	}
-	nics := &SandboxNetwork{Interfaces: []TapLink{{Guest: agent.Interface{MAC: "02:00:00:00:00:01"}}}}
-	if why := templateUnfit(cfg, nics); !strings.Contains(why, "1 NICs") {
-		t.Errorf("a sandbox with a NIC: %q, want it refused for its NIC", why)
+	if why := templateUnfit(cfg); why != "" {
+		t.Errorf("9p, serial: unfit (%s)", why)
 	}
 	off := cfg
 	off.TemplateDir = ""
-	if templateUnfit(off, nil) == "" {
+	if templateUnfit(off) == "" {
 		t.Error("templates off, yet fit")
 	}
 	vfs := cfg
 	vfs.SharedFS = "virtio-fs"
-	if templateUnfit(vfs, nil) == "" {
+	if templateUnfit(vfs) == "" {
 		t.Error("virtio-fs, yet fit")
+	}
+}
+
+// A copy's NICs start with the template's MACs; the wake maps them, in
+// device order, to the sandbox's.
+func TestWakeMACs(t *testing.T) {
+	if m := wakeMACs(nil); len(m) != 0 {
+		t.Errorf("no network, macs %v", m)
+	}
+	n := &SandboxNetwork{Interfaces: []TapLink{
+		{Guest: agent.Interface{MAC: "02:42:ac:11:00:02"}},
+		{Guest: agent.Interface{MAC: "ae:00:00:00:00:01"}},
+	}}
+	want := []agent.MACChange{{From: "02:72:76:74:00:00", To: "02:42:ac:11:00:02"}, {From: "02:72:76:74:00:01", To: "ae:00:00:00:00:01"}}
+	if got := wakeMACs(n); !reflect.DeepEqual(got, want) {
+		t.Errorf("wake macs %v, want %v", got, want)
+	}
+	if templateMAC(300) != "02:72:76:74:01:2c" {
+		t.Errorf("templateMAC(300) = %s", templateMAC(300))
 	}
 }
 
 // The key changes with whatever changes the VM, and only then.
 func TestTemplateKey(t *testing.T) {
 	cfg := templateConfig(t)
-	k1, err := templateKey(cfg)
+	k1, err := templateKey(cfg, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k2, _ := templateKey(cfg); k2 != k1 {
+	if k2, _ := templateKey(cfg, 1); k2 != k1 {
 		t.Errorf("same configuration, keys %s and %s", k1, k2)
+	}
+	if k2, _ := templateKey(cfg, 2); k2 == k1 {
+		t.Error("two NICs, the key of one")
 	}
 	for name, change := range map[string]func(*SandboxConfig){
 		"memory":        func(c *SandboxConfig) { c.MemoryMiB = 512 },
@@ -74,9 +90,9 @@ func TestTemplateKey(t *testing.T) {
 	} {
 		c := templateConfig(t)
 		c.QEMU, c.Kernel, c.Initrd = cfg.QEMU, cfg.Kernel, cfg.Initrd
-		base, _ := templateKey(c)
+		base, _ := templateKey(c, 1)
 		change(&c)
-		k, err := templateKey(c)
+		k, err := templateKey(c, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +101,7 @@ func TestTemplateKey(t *testing.T) {
 		}
 	}
 	os.Remove(cfg.Initrd)
-	if _, err := templateKey(cfg); err == nil {
+	if _, err := templateKey(cfg, 1); err == nil {
 		t.Error("no error for a missing initrd")
 	}
 }
@@ -96,11 +112,11 @@ func TestTemplateFailureIsRemembered(t *testing.T) {
 	cfg := templateConfig(t) // its "qemu" is no program: the template VM cannot start
 	cfg.BootTimeout = 5 * time.Second
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, err := ensureTemplate(cfg, log)
+	_, err := ensureTemplate(cfg, 0, log)
 	if err == nil || !strings.Contains(err.Error(), "start qemu") {
 		t.Fatalf("first try: error %v, want the failed qemu start", err)
 	}
-	key, _ := templateKey(cfg)
+	key, _ := templateKey(cfg, 0)
 	marker := filepath.Join(cfg.TemplateDir, key+".failed")
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("no failure marker: %v", err)
@@ -108,7 +124,7 @@ func TestTemplateFailureIsRemembered(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.TemplateDir, key)); err == nil {
 		t.Error("the half-made template is still there")
 	}
-	_, err = ensureTemplate(cfg, log)
+	_, err = ensureTemplate(cfg, 0, log)
 	if err == nil || !strings.Contains(err.Error(), "failed before") || !strings.Contains(err.Error(), marker) {
 		t.Errorf("second try: error %v, want the earlier failure and the marker to remove", err)
 	}

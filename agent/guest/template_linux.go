@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"unsafe"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,6 +46,11 @@ func applyWake(w agent.Wake) error {
 	if err := reseed(w.Seed); err != nil {
 		return fmt.Errorf("wake: %w", err)
 	}
+	for _, m := range w.MACs {
+		if err := changeMAC(m.From, m.To); err != nil {
+			return fmt.Errorf("wake: %w", err)
+		}
+	}
 	slog.Info("restored from a template", "component", "boot", "since_kernel_start", sinceKernelStart())
 	return nil
 }
@@ -67,6 +75,25 @@ func reseed(seed []byte) error {
 	}
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.RNDRESEEDCRNG, 0); errno != 0 {
 		return fmt.Errorf("reseed: reseed the crng: %w", errno)
+	}
+	return nil
+}
+
+// changeMAC gives the NIC that has MAC from the MAC to.
+func changeMAC(from, to string) error {
+	hw, err := net.ParseMAC(to)
+	if err != nil {
+		return fmt.Errorf("nic %s: new mac %q: %w", from, to, err)
+	}
+	link, err := linkByMAC(strings.ToLower(from))
+	if err != nil {
+		return err
+	}
+	if link == nil {
+		return fmt.Errorf("no nic with the template's mac %s", from)
+	}
+	if err := netlink.LinkSetHardwareAddr(link, hw); err != nil {
+		return fmt.Errorf("nic %s: set mac %s: %w", from, to, err)
 	}
 	return nil
 }

@@ -255,7 +255,7 @@ func (b *bench) setup() error {
 	for _, v := range []struct{ name, machine, fs, extra string }{
 		{cfgPrimary, "microvm", "virtio-fs", ""}, {cfg9p, "microvm", "9p", ""}, {cfgQ35, "q35", "virtio-fs", ""},
 		{cfg9pNoNIC, "microvm", "9p", "late_network = false\n"},
-		{cfgTemplate, "microvm", "9p", fmt.Sprintf("late_network = false\ntemplate = true\ntemplate_dir = %q\n", b.tmplDir)},
+		{cfgTemplate, "microvm", "9p", fmt.Sprintf("template = true\ntemplate_dir = %q\n", b.tmplDir)},
 	} {
 		p := filepath.Join(b.work, v.name+".toml")
 		text := fmt.Sprintf("kernel = %q\ninitrd = %q\nmachine = %q\nshared_fs = %q\nmemory_mib = 256\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n%s",

@@ -99,7 +99,7 @@ const (
 	vRVEcho       = "runvirt run `echo hi` (microvm, virtio-fs)"
 	vRV9pTrue     = "runvirt run `true` (microvm, 9p)"
 	vRV9pNoNIC    = "runvirt run `true` (microvm, 9p, no NIC: `late_network = false`)"
-	vRVTemplate   = "runvirt run `true` (microvm, 9p, no NIC, from a template: `template = true`)"
+	vRVTemplate   = "runvirt run `true` (microvm, 9p, from a template: `template = true`)"
 	vFloorQ35     = "floor: bare QEMU boot → power off (q35)"
 	vRVQ35True    = "runvirt run `true` (q35, virtio-fs)"
 )
@@ -109,7 +109,8 @@ const (
 	cfgPrimary = "microvm-virtiofs"
 	cfg9p      = "microvm-9p"
 	cfgQ35     = "q35-virtiofs"
-	// A sandbox can start from a template (9p, no NIC); its booted twin.
+	// 9p without the spare NIC (what the NIC costs), and 9p from a
+	// template (cfg9p's booted twin).
 	cfg9pNoNIC  = "microvm-9p-nonic"
 	cfgTemplate = "microvm-9p-template"
 )
