@@ -39,6 +39,10 @@ import (
 // the QEMU binary, kernel and initrd (path, size, mtime) and the VM's
 // options and kernel command line.
 
+// templateRetryAfter is how long a configuration whose template could not
+// be made boots without trying again.
+const templateRetryAfter = 10 * time.Minute
+
 // savedTemplate is one saved template VM.
 type savedTemplate struct {
 	dir   string
@@ -139,10 +143,13 @@ func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTempla
 		return t, nil
 	}
 	// A template that could not be made is not tried again by every
-	// sandbox (each would pay a boot for nothing) until the marker goes.
+	// sandbox (each would pay a boot for nothing): only once the marker
+	// is templateRetryAfter old, or gone.
 	failed := t.dir + ".failed"
-	if b, err := os.ReadFile(failed); err == nil {
-		return nil, fmt.Errorf("making this template failed before (%s); remove %s to try again", strings.TrimSpace(string(b)), failed)
+	if fi, err := os.Stat(failed); err == nil && time.Since(fi.ModTime()) < templateRetryAfter {
+		b, _ := os.ReadFile(failed)
+		return nil, fmt.Errorf("making this template failed %s ago (%s); it is tried again %s after, or when %s is removed",
+			time.Since(fi.ModTime()).Round(time.Second), strings.TrimSpace(string(b)), templateRetryAfter, failed)
 	}
 	if err := os.MkdirAll(cfg.TemplateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("template: %w", err)
@@ -159,6 +166,7 @@ func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTempla
 		return t, nil // made while we waited
 	}
 	start := time.Now()
+	os.Remove(failed)
 	if err := makeTemplate(cfg, key, nics, t, log); err != nil {
 		os.RemoveAll(t.dir)
 		os.WriteFile(failed, []byte(err.Error()+"\n"), 0o600)

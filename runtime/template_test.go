@@ -106,8 +106,9 @@ func TestTemplateKey(t *testing.T) {
 	}
 }
 
-// A template that cannot be made is tried once, not by every sandbox: the
-// failure is kept beside the template until someone removes it.
+// A template that cannot be made is not tried by every sandbox: the failure
+// is kept beside the template, and the template tried again only once it
+// is old (or removed).
 func TestTemplateFailureIsRemembered(t *testing.T) {
 	cfg := templateConfig(t) // its "qemu" is no program: the template VM cannot start
 	cfg.BootTimeout = 5 * time.Second
@@ -125,8 +126,18 @@ func TestTemplateFailureIsRemembered(t *testing.T) {
 		t.Error("the half-made template is still there")
 	}
 	_, err = ensureTemplate(cfg, 0, log)
-	if err == nil || !strings.Contains(err.Error(), "failed before") || !strings.Contains(err.Error(), marker) {
+	if err == nil || !strings.Contains(err.Error(), "tried again") || !strings.Contains(err.Error(), marker) {
 		t.Errorf("second try: error %v, want the earlier failure and the marker to remove", err)
+	}
+	// Once the marker is old, the template is tried again (and fails again).
+	old := time.Now().Add(-templateRetryAfter - time.Minute)
+	os.Chtimes(marker, old, old)
+	_, err = ensureTemplate(cfg, 0, log)
+	if err == nil || !strings.Contains(err.Error(), "start qemu") {
+		t.Errorf("after %s: error %v, want a new try", templateRetryAfter, err)
+	}
+	if fi, err := os.Stat(marker); err != nil || time.Since(fi.ModTime()) > time.Minute {
+		t.Errorf("the new failure did not renew the marker: %v", err)
 	}
 	if templateFor(cfg, nil, log) != nil {
 		t.Error("templateFor handed out a template that does not exist")
