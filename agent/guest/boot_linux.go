@@ -252,6 +252,12 @@ func Boot() (BootConfig, io.ReadWriteCloser, error) {
 		return cfg, nil, fmt.Errorf("boot: %w", err)
 	}
 	if cfg.Template {
+		// Work every copy would do alike is done once, here: the
+		// namespace that parks a spare NIC (late_network) costs tens of
+		// ms of guest time to make.
+		if _, _, err := parkingNS(); err != nil {
+			slog.Warn("make the nic parking namespace", "component", "boot", "err", err)
+		}
 		// The host saves the VM during this wait; what follows runs in
 		// each copy restored from it.
 		if err := awaitWake(conn); err != nil {
