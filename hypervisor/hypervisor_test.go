@@ -410,3 +410,44 @@ func TestCheckReadable(t *testing.T) {
 		t.Error("a missing file")
 	}
 }
+
+// Saving a VM waits for the migration to end, and fails on a failed one;
+// restoring runs a copy that loaded paused, and fails on a status no
+// restore passes through.
+func TestQMPSaveAndRestore(t *testing.T) {
+	ok := `{"return":{}}`
+	for _, tc := range []struct {
+		name    string
+		replies map[string]string
+		run     func(context.Context, *QMP) error
+		wantErr string
+	}{
+		{"save", map[string]string{"stop": ok, "migrate-set-capabilities": ok, "migrate": ok, "query-migrate": `{"return":{"status":"completed"}}`},
+			func(ctx context.Context, q *QMP) error { return q.SaveStopped(ctx, "unix:/x", true) }, ""},
+		{"save fails", map[string]string{"stop": ok, "migrate": ok, "query-migrate": `{"return":{"status":"failed"}}`},
+			func(ctx context.Context, q *QMP) error { return q.SaveStopped(ctx, "unix:/x", false) }, "migration failed"},
+		{"restore paused", map[string]string{"migrate-set-capabilities": ok, "migrate-incoming": ok, "query-status": `{"return":{"status":"paused"}}`, "cont": ok},
+			func(ctx context.Context, q *QMP) error { return q.RestoreAndRun(ctx, "fd:5", true) }, ""},
+		{"restore shut down", map[string]string{"migrate-incoming": ok, "query-status": `{"return":{"status":"shutdown"}}`},
+			func(ctx context.Context, q *QMP) error { return q.RestoreAndRun(ctx, "fd:5", false) }, `vm status "shutdown"`},
+		{"no x-ignore-shared", map[string]string{"migrate-set-capabilities": `{"error":{"class":"GenericError","desc":"no such capability"}}`},
+			func(ctx context.Context, q *QMP) error { return q.RestoreAndRun(ctx, "fd:5", true) }, "x-ignore-shared"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			q, err := DialQMP(ctx, fakeQMP(t, tc.replies, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			err = tc.run(ctx, q)
+			if tc.wantErr == "" && err != nil {
+				t.Fatalf("error %v", err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -102,3 +102,86 @@ func (q *QMP) Quit(ctx context.Context) error { return q.Run(ctx, "quit", nil) }
 
 // Close disconnects from the monitor.
 func (q *QMP) Close() error { return q.mon.Disconnect() }
+
+// Saving a stopped VM and starting a copy of it (templates). With
+// ignoreShared, QEMU's x-ignore-shared capability is set first: RAM in a
+// shared, file-backed block is left out of the stream (it is the file); a
+// copy maps that file instead of loading it. Both ends must set it.
+
+// SaveStopped stops the VM and migrates it to uri, waiting until the
+// migration has completed.
+func (q *QMP) SaveStopped(ctx context.Context, uri string, ignoreShared bool) error {
+	if err := q.Run(ctx, "stop", nil); err != nil {
+		return err
+	}
+	if ignoreShared {
+		if err := q.setIgnoreShared(ctx); err != nil {
+			return err
+		}
+	}
+	if err := q.RunArgs(ctx, "migrate", map[string]any{"uri": uri}, nil); err != nil {
+		return err
+	}
+	for {
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := q.Run(ctx, "query-migrate", &st); err != nil {
+			return err
+		}
+		switch st.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("saving the vm: migration %s", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("saving the vm: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// RestoreAndRun has a QEMU started with -incoming defer load the state at
+// uri, and runs the VM once loaded: a VM saved stopped comes back paused.
+func (q *QMP) RestoreAndRun(ctx context.Context, uri string, ignoreShared bool) error {
+	if ignoreShared {
+		if err := q.setIgnoreShared(ctx); err != nil {
+			return err
+		}
+	}
+	if err := q.RunArgs(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
+		return err
+	}
+	for {
+		st, err := q.Status(ctx)
+		if err != nil {
+			return err
+		}
+		switch st {
+		case "running":
+			return nil
+		case "paused":
+			return q.Run(ctx, "cont", nil)
+		case "inmigrate", "restore-vm":
+		default:
+			return fmt.Errorf("restoring the vm: vm status %q", st)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("restoring the vm: %w", ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (q *QMP) setIgnoreShared(ctx context.Context) error {
+	err := q.RunArgs(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("qemu cannot leave shared RAM out of a saved vm (x-ignore-shared): %w", err)
+	}
+	return nil
+}

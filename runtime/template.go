@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -278,12 +277,6 @@ func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log
 		return err
 	}
 	defer q.Close()
-	if err := q.Run(ctx, "stop", nil); err != nil {
-		return err
-	}
-	if err := ignoreShared(ctx, q); err != nil {
-		return err
-	}
 	// QEMU 7.2 takes an outgoing fd: only as an fd passed over QMP, and may
 	// not spawn an exec: helper (-sandbox): it sends to a socket of ours.
 	migPath := filepath.Join(sockDir, "migrate.sock")
@@ -308,27 +301,8 @@ func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log
 		_, err = io.Copy(out, c)
 		copied <- err
 	}()
-	if err := q.RunArgs(ctx, "migrate", map[string]any{"uri": "unix:" + migPath}, nil); err != nil {
-		return err
-	}
-	for {
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err := q.Run(ctx, "query-migrate", &st); err != nil {
-			return err
-		}
-		if st.Status == "completed" {
-			break
-		}
-		if st.Status == "failed" || st.Status == "cancelled" {
-			return fmt.Errorf("saving the template vm: migration %s", st.Status)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("saving the template vm: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := q.SaveStopped(ctx, "unix:"+migPath, true); err != nil {
+		return fmt.Errorf("saving the template vm: %w", err)
 	}
 	select {
 	case err := <-copied:
@@ -363,36 +337,11 @@ func restoreTemplate(qmpPath, uri string, timeout time.Duration) error {
 		return fmt.Errorf("restore template: %w", err)
 	}
 	defer q.Close()
-	if err := ignoreShared(ctx, q); err != nil {
+	// The template was saved stopped with its RAM left in its file.
+	if err := q.RestoreAndRun(ctx, uri, true); err != nil {
 		return fmt.Errorf("restore template: %w", err)
 	}
-	if err := q.RunArgs(ctx, "migrate-incoming", map[string]any{"uri": uri}, nil); err != nil {
-		return fmt.Errorf("restore template: %w", err)
-	}
-	for {
-		st, err := q.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("restore template: %w", err)
-		}
-		switch st {
-		case "running":
-			return nil
-		case "paused":
-			// Loaded; the template was saved stopped, so is its copy.
-			if err := q.Run(ctx, "cont", nil); err != nil {
-				return fmt.Errorf("restore template: %w", err)
-			}
-			return nil
-		case "inmigrate", "restore-vm":
-		default:
-			return fmt.Errorf("restore template: vm status %q", st)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("restore template: %w", ctx.Err())
-		case <-time.After(time.Millisecond):
-		}
-	}
+	return nil
 }
 
 // wake sends a restored agent what makes its copy its own.
@@ -403,18 +352,6 @@ func wake(conn io.Writer, macs []agent.MACChange) error {
 	}
 	if err := agent.WriteFrame(conn, w); err != nil {
 		return fmt.Errorf("wake the restored agent: %w", err)
-	}
-	return nil
-}
-
-// ignoreShared sets QEMU's x-ignore-shared migration capability (on both
-// ends): the shared, file-backed guest RAM is not in the stream.
-func ignoreShared(ctx context.Context, q *hypervisor.QMP) error {
-	err := q.RunArgs(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
-	}, nil)
-	if err != nil {
-		return errors.New("qemu cannot leave shared RAM out of a saved vm (x-ignore-shared): " + err.Error())
 	}
 	return nil
 }

@@ -135,43 +135,17 @@ func (f floorVM) makeTemplate(ctx context.Context, dir, file string) (int64, err
 		return 0, err
 	}
 	defer q.Close()
-	if err := q.Run(ctx, "stop", nil); err != nil {
-		return 0, err
-	}
-	if f.RAMFile != "" {
-		if err := ignoreShared(ctx, q); err != nil {
-			return 0, err
-		}
-	}
 	// QEMU 7.2 takes only a named fd (QMP getfd, passed over the socket)
 	// for an outgoing fd: migration; the template QEMU may spawn.
-	if err := q.RunArgs(ctx, "migrate", map[string]any{"uri": "exec:cat > " + file}, nil); err != nil {
+	if err := q.SaveStopped(ctx, "exec:cat > "+file, f.RAMFile != ""); err != nil {
+		return 0, fmt.Errorf("saving the template: %w", err)
+	}
+	q.Quit(ctx)
+	fi, err := os.Stat(file)
+	if err != nil {
 		return 0, err
 	}
-	for {
-		var st struct {
-			Status string `json:"status"`
-		}
-		if err := q.Run(ctx, "query-migrate", &st); err != nil {
-			return 0, err
-		}
-		switch st.Status {
-		case "completed":
-			q.Quit(ctx)
-			fi, err := os.Stat(file)
-			if err != nil {
-				return 0, err
-			}
-			return fi.Size(), nil
-		case "failed", "cancelled":
-			return 0, fmt.Errorf("saving the template: migration %s", st.Status)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("saving the template: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return fi.Size(), nil
 }
 
 // startCopy starts a copy of the template saved in file and lets it run:
@@ -202,38 +176,9 @@ func (f floorVM) startCopy(ctx context.Context, dir, name, file string) (*liveVM
 		return nil, nil, nil, t0, fmt.Errorf("restoring the template: %w", err)
 	}
 	m["qemu_ready"] = ms(time.Since(t0))
-	if f.RAMFile != "" {
-		if err := ignoreShared(ctx, q); err != nil {
-			return fail(err)
-		}
-	}
-	if err := q.RunArgs(ctx, "migrate-incoming", map[string]any{"uri": fmt.Sprintf("fd:%d", stateFD)}, nil); err != nil {
+	// The template was saved stopped: its copy is told to run once loaded.
+	if err := q.RestoreAndRun(ctx, fmt.Sprintf("fd:%d", stateFD), f.RAMFile != ""); err != nil {
 		return fail(err)
-	}
-	for {
-		st, err := q.Status(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if st == "running" {
-			break
-		}
-		if st == "paused" {
-			// Loaded. The template was saved stopped, so its copy stays
-			// paused until told to run.
-			if err := q.Run(ctx, "cont", nil); err != nil {
-				return fail(err)
-			}
-			break
-		}
-		if st != "inmigrate" && st != "restore-vm" {
-			return fail(fmt.Errorf("vm status %q", st))
-		}
-		select {
-		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
 	}
 	m["restored"] = ms(time.Since(t0))
 	if kb, err := statusKiB(vm.cmd.Process.Pid, "VmRSS"); err == nil {
@@ -264,16 +209,6 @@ func (f floorVM) restore(ctx context.Context, dir, file string) (time.Duration, 
 		return 0, nil, fmt.Errorf("restored qemu: %v: %s", err, strings.TrimSpace(vm.out.String()))
 	}
 	return time.Since(t0), m, nil
-}
-
-// ignoreShared sets QEMU's x-ignore-shared migration capability: RAM in a
-// shared file-backed block is left out of the stream (the template's RAM
-// is the file), and a copy maps the same file privately instead of
-// loading it.
-func ignoreShared(ctx context.Context, q *hypervisor.QMP) error {
-	return q.RunArgs(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "x-ignore-shared", "state": true}},
-	}, nil)
 }
 
 // The two template shapes measured.
