@@ -262,21 +262,23 @@ func splice(c *net.UnixConn, st *yamux.Stream) {
 // from the configuration's template when it has one (made first if
 // missing), booted otherwise, and booted after all if the restore fails.
 func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) (*vmHandles, agent.Hello, error) {
-	tmpl := templateFor(cfg, network, log)
+	base := baseVM(d, cfg)
+	tmpl := templateFor(cfg, base, network, log)
 	if tmpl == nil {
-		return startVMFrom(d, cfg, network, nil, log)
+		return startVMFrom(d, cfg, base, network, nil, log)
 	}
-	h, hello, err := startVMFrom(d, cfg, network, tmpl, log)
+	h, hello, err := startVMFrom(d, cfg, base, network, tmpl, log)
 	if err == nil {
 		log.Info("vm restored from a template", "template", tmpl.dir)
 		return h, hello, nil
 	}
 	log.Warn("restoring the template failed; booting instead, and removing the template", "template", tmpl.dir, "err", err)
 	tmpl.remove()
-	return startVMFrom(d, cfg, network, nil, log)
+	return startVMFrom(d, cfg, base, network, nil, log)
 }
 
-// baseVM is the sandbox's VM without the files QEMU inherits.
+// baseVM is the sandbox's VM without the files QEMU inherits: what its
+// template's key is made of, and what each start copies.
 func baseVM(d Dir, cfg SandboxConfig) *hypervisor.VM {
 	vm := &hypervisor.VM{
 		ID: d.ID, QEMU: cfg.QEMU, Kernel: cfg.Kernel, Initrd: cfg.Initrd,
@@ -291,16 +293,18 @@ func baseVM(d Dir, cfg SandboxConfig) *hypervisor.VM {
 	return vm
 }
 
-// startVMFrom starts virtiofsd and QEMU, booting the VM or, with tmpl,
-// restoring it from that template, and waits for the agent's hello.
-func startVMFrom(d Dir, cfg SandboxConfig, network *SandboxNetwork, tmpl *savedTemplate, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
+// startVMFrom starts virtiofsd and QEMU, booting a copy of the base VM or,
+// with tmpl, restoring it from that template, and waits for the agent's
+// hello.
+func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *SandboxNetwork, tmpl *savedTemplate, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
 	h = &vmHandles{qemuDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			h.stop(d, log)
 		}
 	}()
-	vm := baseVM(d, cfg)
+	v := *base
+	vm := &v
 	if tmpl != nil {
 		state, err := os.Open(tmpl.state)
 		if err != nil {
@@ -359,17 +363,11 @@ func startVMFrom(d Dir, cfg SandboxConfig, network *SandboxNetwork, tmpl *savedT
 	var accept func(time.Duration) (net.Conn, error)
 	switch cfg.Transport {
 	case "serial":
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		conn, theirs, err := agentSocketPair()
 		if err != nil {
-			return h, hello, fmt.Errorf("socketpair: %w", err)
+			return h, hello, err
 		}
-		ours, theirs := os.NewFile(uintptr(fds[0]), "agent"), os.NewFile(uintptr(fds[1]), "agent-qemu")
 		defer theirs.Close()
-		conn, err := net.FileConn(ours)
-		ours.Close()
-		if err != nil {
-			return h, hello, fmt.Errorf("agent socket: %w", err)
-		}
 		h.conn = conn
 		vm.AgentConn = theirs
 	case "vsock":
@@ -443,28 +441,53 @@ func startVMFrom(d Dir, cfg SandboxConfig, network *SandboxNetwork, tmpl *savedT
 		}
 		h.conn = conn
 	}
-	// Unblock the read below if QEMU dies while we wait.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		select {
-		case <-h.qemuDone:
-			h.conn.SetReadDeadline(time.Now())
-		case <-stop:
-		}
-	}()
-	h.conn.SetReadDeadline(deadline)
-	if err := agent.ReadFrame(h.conn, &hello); err != nil {
+	if err := readHello(h.conn, deadline, h.qemuDone, &hello); err != nil {
 		if isClosed(h.qemuDone) {
 			return h, hello, bootError(d, fmt.Errorf("qemu exited during boot (%s): %s", cmd.ProcessState, qemuErr.lastLine()))
 		}
 		return h, hello, bootError(d, fmt.Errorf("agent did not say hello within %s: %w", cfg.BootTimeout, err))
 	}
-	h.conn.SetReadDeadline(time.Time{})
 	if hello.Version != agent.ProtocolVersion {
 		return h, hello, fmt.Errorf("agent speaks protocol version %d, runvirt speaks %d: reinstall the guest image", hello.Version, agent.ProtocolVersion)
 	}
 	return h, hello, nil
+}
+
+// agentSocketPair makes the serial transport's connection to the agent:
+// ours, and QEMU's end, which backs the virtio-serial port.
+func agentSocketPair() (net.Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "agent"), os.NewFile(uintptr(fds[1]), "agent-qemu")
+	conn, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, nil, fmt.Errorf("agent socket: %w", err)
+	}
+	return conn, theirs, nil
+}
+
+// readHello reads the agent's hello by the deadline, giving up as soon as
+// QEMU exits (qemuDone closes).
+func readHello(conn net.Conn, deadline time.Time, qemuDone chan struct{}, hello *agent.Hello) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-qemuDone:
+			conn.SetReadDeadline(time.Now())
+		case <-stop:
+		}
+	}()
+	conn.SetReadDeadline(deadline)
+	if err := agent.ReadFrame(conn, hello); err != nil {
+		return err
+	}
+	conn.SetReadDeadline(time.Time{})
+	return nil
 }
 
 // tailWriter keeps the last max bytes written to it.

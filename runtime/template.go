@@ -95,7 +95,7 @@ func wakeMACs(network *SandboxNetwork) []agent.MACChange {
 
 // templateFor returns the template a sandbox starts from, making it if
 // needed, or nil: the sandbox boots (and the log says why).
-func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *savedTemplate {
+func templateFor(cfg SandboxConfig, base *hypervisor.VM, network *SandboxNetwork, log *slog.Logger) *savedTemplate {
 	if cfg.TemplateDir == "" {
 		return nil
 	}
@@ -103,7 +103,7 @@ func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *
 		log.Info("booting, not starting from a template", "why", why)
 		return nil
 	}
-	t, err := ensureTemplate(cfg, nicCount(network), log)
+	t, err := ensureTemplate(cfg, base, nicCount(network), log)
 	if err != nil {
 		log.Warn("no template; booting", "err", err)
 		return nil
@@ -111,9 +111,9 @@ func templateFor(cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) *
 	return t
 }
 
-// templateKey names the template of a configuration: whatever makes two
-// VMs' saved states interchangeable.
-func templateKey(cfg SandboxConfig, nics int) (string, error) {
+// templateKey names the template of a configuration (base: its VM, see
+// baseVM): whatever makes two VMs' saved states interchangeable.
+func templateKey(cfg SandboxConfig, base *hypervisor.VM, nics int) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "agent protocol %d\nnics %d\n", agent.ProtocolVersion, nics)
 	for _, p := range []string{cfg.QEMU, cfg.Kernel, cfg.Initrd} {
@@ -123,7 +123,7 @@ func templateKey(cfg SandboxConfig, nics int) (string, error) {
 		}
 		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
 	}
-	vm := baseVM(Dir{}, cfg)
+	vm := *base
 	vm.Template = true
 	fmt.Fprintf(h, "%s %s %d %d %s %s\n%s\n", vm.Machine, vm.Accel, vm.VCPUs, vm.MemoryMiB, vm.Transport, vm.SharedFS, vm.Cmdline())
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
@@ -132,8 +132,8 @@ func templateKey(cfg SandboxConfig, nics int) (string, error) {
 // ensureTemplate returns the configuration's template, making it first if
 // there is none. Monitors that need the same missing template take turns
 // on a lock: one makes it, the others then use it.
-func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTemplate, error) {
-	key, err := templateKey(cfg, nics)
+func ensureTemplate(cfg SandboxConfig, base *hypervisor.VM, nics int, log *slog.Logger) (*savedTemplate, error) {
+	key, err := templateKey(cfg, base, nics)
 	if err != nil {
 		return nil, fmt.Errorf("template: %w", err)
 	}
@@ -166,7 +166,7 @@ func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTempla
 	}
 	start := time.Now()
 	os.Remove(failed)
-	if err := makeTemplate(cfg, key, nics, t, log); err != nil {
+	if err := makeTemplate(cfg, base, key, nics, t, log); err != nil {
 		os.RemoveAll(t.dir)
 		os.WriteFile(failed, []byte(err.Error()+"\n"), 0o600)
 		return nil, fmt.Errorf("make template: %w", err)
@@ -175,8 +175,9 @@ func ensureTemplate(cfg SandboxConfig, nics int, log *slog.Logger) (*savedTempla
 	return t, nil
 }
 
-// makeTemplate boots the template VM, with nics NICs, and saves it into t.
-func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log *slog.Logger) (err error) {
+// makeTemplate boots the template VM (a copy of base, with nics NICs) and
+// saves it into t.
+func makeTemplate(cfg SandboxConfig, base *hypervisor.VM, key string, nics int, t *savedTemplate, log *slog.Logger) (err error) {
 	os.RemoveAll(t.dir)
 	share := filepath.Join(t.dir, "share")
 	if err := os.MkdirAll(share, 0o700); err != nil {
@@ -190,8 +191,8 @@ func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log
 	}
 	defer os.RemoveAll(sockDir)
 
-	d := Dir{Root: t.dir, ID: "template"}
-	vm := baseVM(d, cfg)
+	v := *base
+	vm := &v
 	vm.ID, vm.ShareDir, vm.ConsoleLog = "template-"+key, share, filepath.Join(t.dir, "console.log")
 	vm.Template, vm.RAMFile, vm.RAMShared = true, t.ram+".tmp", true
 	console, err := os.OpenFile(vm.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -205,11 +206,10 @@ func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log
 		return err
 	}
 	defer vm.QMP.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	ours, theirs, err := agentSocketPair()
 	if err != nil {
 		return err
 	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "agent"), os.NewFile(uintptr(fds[1]), "agent-qemu")
 	defer ours.Close()
 	defer theirs.Close()
 	vm.AgentConn = theirs
@@ -252,18 +252,8 @@ func makeTemplate(cfg SandboxConfig, key string, nics int, t *savedTemplate, log
 	theirs.Close()
 
 	// The agent boots and says its template hello.
-	helloDone := make(chan struct{})
-	defer close(helloDone)
-	go func() {
-		select {
-		case <-done:
-			ours.SetReadDeadline(time.Now())
-		case <-helloDone:
-		}
-	}()
-	ours.SetReadDeadline(time.Now().Add(cfg.BootTimeout))
 	var hello agent.Hello
-	if err := agent.ReadFrame(ours, &hello); err != nil {
+	if err := readHello(ours, time.Now().Add(cfg.BootTimeout), done, &hello); err != nil {
 		return fmt.Errorf("template vm: no hello from the agent (console: %s): %w", vm.ConsoleLog, err)
 	}
 	if !hello.Template {

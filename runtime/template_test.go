@@ -66,14 +66,14 @@ func TestWakeMACs(t *testing.T) {
 // The key changes with whatever changes the VM, and only then.
 func TestTemplateKey(t *testing.T) {
 	cfg := templateConfig(t)
-	k1, err := templateKey(cfg, 1)
+	k1, err := templateKey(cfg, baseVM(Dir{}, cfg), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k2, _ := templateKey(cfg, 1); k2 != k1 {
+	if k2, _ := templateKey(cfg, baseVM(Dir{}, cfg), 1); k2 != k1 {
 		t.Errorf("same configuration, keys %s and %s", k1, k2)
 	}
-	if k2, _ := templateKey(cfg, 2); k2 == k1 {
+	if k2, _ := templateKey(cfg, baseVM(Dir{}, cfg), 2); k2 == k1 {
 		t.Error("two NICs, the key of one")
 	}
 	for name, change := range map[string]func(*SandboxConfig){
@@ -90,9 +90,9 @@ func TestTemplateKey(t *testing.T) {
 	} {
 		c := templateConfig(t)
 		c.QEMU, c.Kernel, c.Initrd = cfg.QEMU, cfg.Kernel, cfg.Initrd
-		base, _ := templateKey(c, 1)
+		base, _ := templateKey(c, baseVM(Dir{}, c), 1)
 		change(&c)
-		k, err := templateKey(c, 1)
+		k, err := templateKey(c, baseVM(Dir{}, c), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestTemplateKey(t *testing.T) {
 		}
 	}
 	os.Remove(cfg.Initrd)
-	if _, err := templateKey(cfg, 1); err == nil {
+	if _, err := templateKey(cfg, baseVM(Dir{}, cfg), 1); err == nil {
 		t.Error("no error for a missing initrd")
 	}
 }
@@ -113,11 +113,11 @@ func TestTemplateFailureIsRemembered(t *testing.T) {
 	cfg := templateConfig(t) // its "qemu" is no program: the template VM cannot start
 	cfg.BootTimeout = 5 * time.Second
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, err := ensureTemplate(cfg, 0, log)
+	_, err := ensureTemplate(cfg, baseVM(Dir{}, cfg), 0, log)
 	if err == nil || !strings.Contains(err.Error(), "start qemu") {
 		t.Fatalf("first try: error %v, want the failed qemu start", err)
 	}
-	key, _ := templateKey(cfg, 0)
+	key, _ := templateKey(cfg, baseVM(Dir{}, cfg), 0)
 	marker := filepath.Join(cfg.TemplateDir, key+".failed")
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("no failure marker: %v", err)
@@ -125,21 +125,21 @@ func TestTemplateFailureIsRemembered(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.TemplateDir, key)); err == nil {
 		t.Error("the half-made template is still there")
 	}
-	_, err = ensureTemplate(cfg, 0, log)
+	_, err = ensureTemplate(cfg, baseVM(Dir{}, cfg), 0, log)
 	if err == nil || !strings.Contains(err.Error(), "tried again") || !strings.Contains(err.Error(), marker) {
 		t.Errorf("second try: error %v, want the earlier failure and the marker to remove", err)
 	}
 	// Once the marker is old, the template is tried again (and fails again).
 	old := time.Now().Add(-templateRetryAfter - time.Minute)
 	os.Chtimes(marker, old, old)
-	_, err = ensureTemplate(cfg, 0, log)
+	_, err = ensureTemplate(cfg, baseVM(Dir{}, cfg), 0, log)
 	if err == nil || !strings.Contains(err.Error(), "start qemu") {
 		t.Errorf("after %s: error %v, want a new try", templateRetryAfter, err)
 	}
 	if fi, err := os.Stat(marker); err != nil || time.Since(fi.ModTime()) > time.Minute {
 		t.Errorf("the new failure did not renew the marker: %v", err)
 	}
-	if templateFor(cfg, nil, log) != nil {
+	if templateFor(cfg, baseVM(Dir{}, cfg), nil, log) != nil {
 		t.Error("templateFor handed out a template that does not exist")
 	}
 }
