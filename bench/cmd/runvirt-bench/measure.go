@@ -336,7 +336,7 @@ func (b *bench) sandboxPSS(id string) (total, file int, byKind map[string]int, p
 func (b *bench) footprint() {
 	n := b.o.Sandboxes
 	log.Printf("footprint: 1 and %d idle sandboxes, and bare idle QEMUs", n)
-	fp := &footprint{Settle: b.o.Settle.Seconds(), ManyN: n, ManyByKind: make(map[string]int)}
+	fp := &footprint{Settle: b.o.Settle.Seconds(), ManyN: n}
 	b.res.Footprint = fp
 	if err := b.writeSpec([]string{"sleep", "1000000"}); err != nil {
 		b.fail("footprint: %v", err)
@@ -387,18 +387,7 @@ func (b *bench) footprint() {
 		}
 	}
 	time.Sleep(b.o.Settle)
-	for _, id := range set.ids {
-		t, file, k, _, err := b.sandboxPSS(id)
-		if err != nil {
-			b.fail("footprint: %v", err)
-			continue
-		}
-		fp.ManyTotals = append(fp.ManyTotals, float64(t))
-		fp.ManyFile = append(fp.ManyFile, float64(file))
-		for kk, v := range k {
-			fp.ManyByKind[kk] += v
-		}
-	}
+	fp.ManyTotals, fp.ManyFile, fp.ManyByKind = set.measure()
 	b.sampleLoad()
 	set.deleteAll()
 
@@ -417,64 +406,82 @@ func (b *bench) footprint() {
 	fp.TemplateMany, fp.TemplateManyFile = b.idleSandboxes(cfgTemplate, n)
 	c := b.idleCopies(n)
 	fp.CopyOne, fp.CopyOneFile, fp.CopyMany, fp.CopyManyFile = c.one, c.oneFile, c.many, c.manyFile
-	fp.CopyRssAnon, fp.CopyRssFile, fp.CopyArgs = c.rssAnon, c.rssShmem, c.args
+	fp.CopyRssAnon, fp.CopyRssFile, fp.CopyArgs = c.rssAnon, c.rssFile, c.args
 	b.sampleLoad()
 }
 
 type idleResult struct {
-	one, oneFile, huge int
-	rssAnon, rssShmem  int
-	many, manyFile     []float64
-	args               string
+	one, oneFile, huge         int
+	rssAnon, rssShmem, rssFile int
+	many, manyFile             []float64
+	args                       string
 }
 
-// idleFloors measures 1 and then n bare idle QEMUs: PSS (and its
-// file-backed part) of the one and of each of the n, the command line, and
-// AnonHugePages of the one.
-func (b *bench) idleFloors(n int, memfd bool) (r idleResult) {
+// idleFloors measures 1 and then n bare idle QEMUs (see measureIdle).
+func (b *bench) idleFloors(n int, memfd bool) idleResult {
 	var vms []*exec.Cmd
+	var args string
 	defer func() {
 		for _, c := range vms {
 			c.Process.Kill()
 			c.Wait()
 		}
 	}()
-	startFloor := func(i int) bool {
+	r := b.measureIdle(n, func(i int) (int, bool) {
 		f := floorVM{QEMU: b.o.QEMU, Kernel: b.kernel(), Initrd: b.floorRD, Machine: "microvm",
 			Accel: b.accel, MemoryMiB: 256, Idle: true, MemFD: memfd,
 			Console: consolePath(b.work, fmt.Sprintf("idle-%v-%d", memfd, i))}
-		r.args = b.o.QEMU + " " + shellJoin(f.args())
+		args = b.o.QEMU + " " + shellJoin(f.args())
 		c, err := f.startIdle(cmdTimeout)
 		if err != nil {
 			b.fail("footprint: %v", err)
-			return false
+			return 0, false
 		}
 		vms = append(vms, c)
-		return true
+		return c.Process.Pid, true
+	})
+	r.args = args
+	return r
+}
+
+// measureIdle starts n idle VMs, one by one, with start(i), which returns
+// the pid of VM i's QEMU. After the settle time it measures the first VM
+// alone: PSS and its file-backed part, AnonHugePages, RSS of anonymous,
+// shmem and file pages; then, with all n started and settled, the PSS and
+// file-backed PSS of each.
+func (b *bench) measureIdle(n int, start func(i int) (pid int, ok bool)) (r idleResult) {
+	var pids []int
+	add := func(i int) bool {
+		pid, ok := start(i)
+		if ok {
+			pids = append(pids, pid)
+		}
+		return ok
 	}
-	if !startFloor(0) {
-		return
+	if !add(0) {
+		return r
 	}
 	time.Sleep(b.o.Settle)
-	r.one, _ = pssKiB(vms[0].Process.Pid)
-	r.oneFile, _ = rollup(vms[0].Process.Pid, "Pss_File")
-	r.huge, _ = rollup(vms[0].Process.Pid, "AnonHugePages")
-	r.rssAnon, _ = statusKiB(vms[0].Process.Pid, "RssAnon")
-	r.rssShmem, _ = statusKiB(vms[0].Process.Pid, "RssShmem")
+	r.one, _ = pssKiB(pids[0])
+	r.oneFile, _ = rollup(pids[0], "Pss_File")
+	r.huge, _ = rollup(pids[0], "AnonHugePages")
+	r.rssAnon, _ = statusKiB(pids[0], "RssAnon")
+	r.rssShmem, _ = statusKiB(pids[0], "RssShmem")
+	r.rssFile, _ = statusKiB(pids[0], "RssFile")
 	for i := 1; i < n; i++ {
-		if !startFloor(i) {
-			return
+		if !add(i) {
+			return r
 		}
 	}
 	time.Sleep(b.o.Settle)
-	for _, c := range vms {
-		if kb, err := pssKiB(c.Process.Pid); err == nil {
+	for _, pid := range pids {
+		if kb, err := pssKiB(pid); err == nil {
 			r.many = append(r.many, float64(kb))
-			f, _ := rollup(c.Process.Pid, "Pss_File")
+			f, _ := rollup(pid, "Pss_File")
 			r.manyFile = append(r.manyFile, float64(f))
 		}
 	}
-	return
+	return r
 }
 
 // I/O variants.
@@ -605,15 +612,7 @@ func (b *bench) idleSandboxes(cfg string, n int) (totals, files []float64) {
 		}
 	}
 	time.Sleep(b.o.Settle)
-	for _, id := range set.ids {
-		t, file, _, _, err := b.sandboxPSS(id)
-		if err != nil {
-			b.fail("footprint: %v", err)
-			continue
-		}
-		totals = append(totals, float64(t))
-		files = append(files, float64(file))
-	}
+	totals, files, _ = set.measure()
 	return
 }
 
@@ -632,6 +631,25 @@ func (s *sandboxSet) start(cfg, prefix string) bool {
 	}
 	s.ids = append(s.ids, id)
 	return true
+}
+
+// measure is each sandbox's PSS and its file-backed part, and the sum of
+// their PSS by process kind.
+func (s *sandboxSet) measure() (totals, files []float64, byKind map[string]int) {
+	byKind = make(map[string]int)
+	for _, id := range s.ids {
+		t, file, k, _, err := s.b.sandboxPSS(id)
+		if err != nil {
+			s.b.fail("footprint: %v", err)
+			continue
+		}
+		totals = append(totals, float64(t))
+		files = append(files, float64(file))
+		for kk, v := range k {
+			byKind[kk] += v
+		}
+	}
+	return totals, files, byKind
 }
 
 func (s *sandboxSet) deleteAll() {

@@ -262,55 +262,32 @@ func (b *bench) templateRestore(shape string) func() (time.Duration, map[string]
 }
 
 // idleCopies measures 1 and then n idle copies of the shared-RAM template,
-// as idleFloors does bare idle QEMUs (rssShmem holds the one's RssFile: its
-// guest RAM is a private mapping of the template's file).
-func (b *bench) idleCopies(n int) (r idleResult) {
+// as idleFloors does bare idle QEMUs (a copy's guest RAM is a private
+// mapping of the template's file: rssFile, not rssShmem).
+func (b *bench) idleCopies(n int) idleResult {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	f, dir, file, err := b.template(ctx, tmplShared)
 	if err != nil {
 		b.fail("footprint: template: %v", err)
-		return
+		return idleResult{}
 	}
-	r.args = b.res.Cmdline["template "+tmplShared]
 	var vms []*liveVM
 	defer func() {
 		for _, vm := range vms {
 			vm.stop()
 		}
 	}()
-	start := func(i int) bool {
+	r := b.measureIdle(n, func(i int) (int, bool) {
 		vm, q, _, _, err := f.startCopy(ctx, dir, fmt.Sprintf("idle-%d", i), file)
 		if err != nil {
 			b.fail("footprint: %v", err)
-			return false
+			return 0, false
 		}
 		q.Close()
 		vms = append(vms, vm)
-		return true
-	}
-	if !start(0) {
-		return
-	}
-	time.Sleep(b.o.Settle)
-	pid := vms[0].cmd.Process.Pid
-	r.one, _ = pssKiB(pid)
-	r.oneFile, _ = rollup(pid, "Pss_File")
-	r.huge, _ = rollup(pid, "AnonHugePages")
-	r.rssAnon, _ = statusKiB(pid, "RssAnon")
-	r.rssShmem, _ = statusKiB(pid, "RssFile") // the template's RAM file, the binaries
-	for i := 1; i < n; i++ {
-		if !start(i) {
-			return
-		}
-	}
-	time.Sleep(b.o.Settle)
-	for _, vm := range vms {
-		if kb, err := pssKiB(vm.cmd.Process.Pid); err == nil {
-			r.many = append(r.many, float64(kb))
-			f, _ := rollup(vm.cmd.Process.Pid, "Pss_File")
-			r.manyFile = append(r.manyFile, float64(f))
-		}
-	}
-	return
+		return vm.cmd.Process.Pid, true
+	})
+	r.args = b.res.Cmdline["template "+tmplShared]
+	return r
 }
