@@ -214,6 +214,13 @@ type Response struct {
 	Status     string `json:"status,omitempty"`      // OpState: created|running|stopped
 	Pids       []int  `json:"pids,omitempty"`        // OpPs
 	Stats      *Stats `json:"stats,omitempty"`       // OpStats
+	// OOMKilled (OpWait of a container's init): the container's guest
+	// cgroup counted an OOM kill (memory.events oom_kill) by the time its
+	// init exited. The host turns it into the clients' own OOM signal.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// OOMKills (OpStats): the container cgroup's memory.events oom_kill
+	// count so far, so that `runvirt events` can report each new one.
+	OOMKills uint64 `json:"oom_kills,omitempty"`
 	// Synced (OpShutdown): the guest's file systems were synced before the
 	// answer, so the host may stop the VM without waiting for the guest's
 	// own power-off. Agents before it leave it false.
