@@ -3,7 +3,9 @@ package runtime
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -102,4 +104,33 @@ func (d Dir) makeSocketDir() error {
 		return fmt.Errorf("make socket dir: %w", err)
 	}
 	return nil
+}
+
+// ResolveRoot returns root as the kernel names it: absolute, with every
+// symlink in its existing part resolved. Clients hand runvirt roots through
+// symlinks (docker's default exec root is /var/run/docker, and /var/run is
+// a symlink to /run on most distributions), while the mount table names
+// mounts by their resolved paths: a share under an unresolved root would not
+// be found there, get bound over itself again, hide the container's binds
+// and leave mounts that block its removal. A part that does not exist yet is
+// kept as given; nothing is created.
+func ResolveRoot(root string) (string, error) {
+	if root == "" {
+		return "", fmt.Errorf("root: empty path")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", fmt.Errorf("root %s: %w", root, err)
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		resolved, err := filepath.EvalSymlinks(dir)
+		if err == nil {
+			return filepath.Join(resolved, rest), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || dir == "/" {
+			return "", fmt.Errorf("root %s: %w", root, err)
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
 }

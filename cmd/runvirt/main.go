@@ -121,6 +121,15 @@ func (a *app) setup(ctx context.Context, cmd *cli.Command) (context.Context, err
 	default:
 		return ctx, fmt.Errorf("log-format: %q is not one of text, json", cmd.String("log-format"))
 	}
+	// Every verb and the processes runvirt starts see one spelling of the
+	// root: the kernel's (see runtime.ResolveRoot).
+	root, err := runtime.ResolveRoot(cmd.String("root"))
+	if err != nil {
+		return ctx, err
+	}
+	if err := cmd.Set("root", root); err != nil {
+		return ctx, fmt.Errorf("root: %w", err)
+	}
 	return ctx, nil
 }
 
