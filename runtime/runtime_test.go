@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,5 +267,38 @@ func TestSocketDir(t *testing.T) {
 	}
 	if a.SocketDir() != (Dir{Root: long + "/", ID: id}).SocketDir() {
 		t.Error("the same root spelled differently must give the same socket dir")
+	}
+}
+
+// A tree named otherwise than the kernel names it (here through a symlink)
+// hides its mounts from the mount table; removal must then refuse instead
+// of deleting the user's files through a bind mount.
+func TestRemoveMountedNeverCrossesAMount(t *testing.T) {
+	requiresRoot(t)
+	tmp, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := filepath.Join(tmp, "user")
+	os.Mkdir(user, 0o755)
+	os.WriteFile(filepath.Join(user, "keep"), []byte("x"), 0o644)
+	tree := filepath.Join(tmp, "state", "shared", "c1", "rootfs")
+	if err := bindMount(user, tree, true, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(tree, unix.MNT_DETACH) })
+	link := filepath.Join(tmp, "link")
+	os.Symlink(filepath.Join(tmp, "state"), link)
+	if err := removeMounted(filepath.Join(link, "shared")); err == nil {
+		t.Error("removeMounted through a symlink removed a tree with a mount in it")
+	}
+	if _, err := os.Stat(filepath.Join(user, "keep")); err != nil {
+		t.Fatalf("the user's file was removed through the bind mount: %v", err)
+	}
+	if err := removeMounted(filepath.Join(tmp, "state")); err != nil {
+		t.Fatalf("removeMounted by the kernel's name: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(user, "keep")); err != nil {
+		t.Fatalf("the user's file was removed: %v", err)
 	}
 }

@@ -270,8 +270,41 @@ func removeMounted(dir string) error {
 	if len(left) > 0 {
 		return fmt.Errorf("remove %s: still mounted: %s", dir, strings.Join(left, ", "))
 	}
+	// The mount table is read by path; should dir ever be named otherwise
+	// than the kernel names it, a mount would be missed there. The mount ids
+	// of the tree itself cannot be missed: never delete across one.
+	if err := checkOneMount(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// checkOneMount fails if any directory below dir is on another mount than
+// dir itself. It does not follow symlinks.
+func checkOneMount(dir string) error {
+	var top uint64
+	return filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !de.IsDir() {
+			return nil
+		}
+		var st unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &st); err != nil {
+			return fmt.Errorf("statx %s: %w", p, err)
+		}
+		if p == dir {
+			top = st.Mnt_id
+		} else if st.Mnt_id != top {
+			return fmt.Errorf("%s is a mount point the mount table did not list under %s", p, dir)
+		}
+		return nil
+	})
 }
