@@ -202,3 +202,27 @@ func runOnTTY(t *testing.T, cmd *exec.Cmd, rows, cols uint16, steps []ttyStep) (
 	t.Logf("%s (tty %dx%d): exit %d\nterminal: %q", name, rows, cols, code, shown())
 	return shown(), code
 }
+
+// TestMain runs the client tests, then fails the run if dockerd left any
+// task or shim in containerd, and stops the daemons the setup scripts
+// started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if dkrSetup.sock != "" {
+		if left := dkrLeftInContainerd(""); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: after the docker tests, left in containerd: %s\n", strings.Join(left, "; "))
+			code = 1
+		}
+	}
+	for _, s := range []*clientSetup{dkrSetup, ctrdSetup} {
+		if s.sock == "" {
+			continue
+		}
+		cmd := exec.Command(filepath.Join(ctrdRepo(), "integration", "clients", s.script), "--stop")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %s --stop: %v: %s\n", s.script, err, out)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

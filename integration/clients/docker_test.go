@@ -1,11 +1,14 @@
 package clients
 
-// The docker tests drive a private dockerd (Debian's docker.io, 20.10) that
-// setup-docker.sh installs and starts (/run/runvirt-docker/docker.sock,
-// exec root /run/rvd) with runvirt registered as the runtime "runvirt", and
-// a locally built busybox image. They need what the containerd tests need
-// (root, QEMU, `make`) and skip, or fail under RUNVIRT_REQUIRE_INTEGRATION=1,
-// without it. Every container boots a VM: the tests keep the boots few.
+// The docker tests drive Debian's docker as its package sets it up (see
+// setup-docker.sh): the system containerd with its defaults, dockerd with
+// its default socket, data root and exec root (/var/run/docker, through the
+// /var/run -> /run symlink), and runvirt as the runtime "runvirt" of
+// /etc/docker/daemon.json; and a locally built busybox image. They need what
+// the containerd tests need (root, QEMU, `make`) and skip, or fail under
+// RUNVIRT_REQUIRE_INTEGRATION=1, without it. Every container boots a VM: the
+// tests keep the boots few. After each container, and once at the end, no
+// task or shim of dockerd's may be left in containerd.
 
 import (
 	"fmt"
@@ -14,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,13 +26,48 @@ import (
 
 const dkrImage = "runvirt-busybox:latest"
 
-// dkrExecRoot is dockerd's exec root, as setup-docker.sh chooses it; the
-// runtime's state is under EXEC_ROOT/runtime-runc/moby/<id>.
-func dkrExecRoot() string {
-	if r := os.Getenv("RUNVIRT_DOCKER_EXEC_ROOT"); r != "" {
-		return r
+// dkrExecRoot is dockerd's default exec root as a user's dockerd has it,
+// through the symlink; the runtime's state is under
+// EXEC_ROOT/runtime-NAME/moby/<id>.
+const dkrExecRoot = "/var/run/docker"
+
+// dkrContainerd is the system containerd's socket, which dockerd uses.
+const dkrContainerd = "/run/containerd/containerd.sock"
+
+// dkrCtr runs ctr against dockerd's containerd, in docker's namespace.
+func dkrCtr(args ...string) *exec.Cmd {
+	return exec.Command("ctr", append([]string{"--address", dkrContainerd, "--namespace", "moby"}, args...)...)
+}
+
+// dkrLeftInContainerd lists what of container id (every container if id is
+// "") dockerd left in containerd: tasks, and runc shims serving docker's
+// namespace.
+func dkrLeftInContainerd(id string) []string {
+	var left []string
+	out, _ := dkrCtr("tasks", "ls", "-q").Output()
+	for _, t := range strings.Fields(string(out)) {
+		if id == "" || t == id {
+			left = append(left, "task "+t)
+		}
 	}
-	return "/run/rvd"
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		if _, err := strconv.Atoi(en.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") || !slices.Contains(args, "moby") {
+			continue
+		}
+		if id == "" || slices.Contains(args, id) {
+			left = append(left, fmt.Sprintf("shim %s: %s", en.Name(), strings.Join(args, " ")))
+		}
+	}
+	return left
 }
 
 // requireDocker sets up docker (once) and skips or fails as clientSetup.require does.
@@ -77,12 +116,12 @@ func dkrContainer(t *testing.T, name string) string {
 			return
 		}
 		var state []string
-		for _, rt := range []string{"runtime-runc", "runtime-runvirt"} {
-			state = append(state, filepath.Join(dkrExecRoot(), rt, "moby", id))
+		for _, rt := range []string{"runtime-runc", "runtime-runvirt", "runtime-runvirt-reloaded"} {
+			state = append(state, filepath.Join(dkrExecRoot, rt, "moby", id))
 		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			procs := dkrProcsOf(id)
+			procs := append(dkrProcsOf(id), dkrLeftInContainerd(id)...)
 			var left []string
 			for _, s := range state {
 				if ctrdExists(s) {
@@ -407,19 +446,15 @@ func TestDockerReadOnlyNewMountpoint(t *testing.T) {
 // containerd (namespace moby) directly: what dockerd fails to do after a
 // failed start (see TestDockerReadOnlyNewMountpoint).
 func dkrCtrDelete(t *testing.T, id string) {
-	sock := filepath.Join(dkrExecRoot(), "containerd", "containerd.sock")
-	ctrm := func(args ...string) *exec.Cmd {
-		return exec.Command("ctr", append([]string{"--address", sock, "--namespace", "moby"}, args...)...)
-	}
-	if ctrm("containers", "info", id).Run() != nil {
+	if dkrCtr("containers", "info", id).Run() != nil {
 		return
 	}
 	t.Logf("dockerd left container %s in its containerd: deleting it with ctr", id)
 	deadline := time.Now().Add(15 * time.Second)
-	for ctrm("task", "delete", id).Run() != nil && time.Now().Before(deadline) {
+	for dkrCtr("task", "delete", id).Run() != nil && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond) // until the shim has seen the stand-in exit
 	}
-	ctrm("containers", "delete", id).Run()
+	dkrCtr("containers", "delete", id).Run()
 }
 
 var (

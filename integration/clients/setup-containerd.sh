@@ -43,6 +43,19 @@ say() { echo "setup-containerd: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
+
+# --stop: stop the containerd this script started.
+if [ "${1:-}" = --stop ]; then
+	pid=$(cat "$state/containerd.pid" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		say "stopping containerd $pid"
+		kill "$pid"
+		for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		kill -0 "$pid" 2>/dev/null && die "containerd $pid did not stop"
+	fi
+	rm -f "$state/containerd.pid"
+	exit 0
+fi
 [ -x "$runvirt" ] || die "$runvirt is missing (run: make)"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
 

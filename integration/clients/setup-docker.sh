@@ -1,36 +1,35 @@
 #!/usr/bin/env bash
-# setup-docker.sh — install docker's engine (Debian's docker.io: dockerd
-# 20.10) if missing, start a private dockerd for runvirt in the background,
-# and load a locally built busybox image into it.
+# setup-docker.sh — run Debian's docker the way its package sets it up, with
+# runvirt added as a runtime, and load a locally built busybox image.
 # Idempotent: run it as often as you like; it only does what is missing.
 #
-# The instance is a separate dockerd (its own socket, data root, exec root,
-# pid file, log and config; it supervises its own containerd under the exec
-# root), so it neither needs nor disturbs a system dockerd. Its config
-# registers runvirt as the runtime "runvirt" (the daemon.json "runtimes" key).
-# Point the docker client at it with:
+#   setup-docker.sh          install, configure, start; prints the socket
+#   setup-docker.sh --stop   stop the daemons this script started
 #
-#     export DOCKER_HOST=unix:///run/runvirt-docker/docker.sock
-#     docker run --runtime runvirt --rm --network none runvirt-busybox echo hello
+# Nothing here is private to the tests: the system containerd with its
+# default config, root and state (/etc/containerd/config.toml,
+# /var/lib/containerd, /run/containerd), and dockerd as Debian's unit starts
+# it (`dockerd --containerd=/run/containerd/containerd.sock`) with its
+# default socket, data root and exec root (/var/run/docker.sock,
+# /var/lib/docker, /var/run/docker: through the /var/run -> /run symlink, as
+# users have it). runvirt is the runtime "runvirt" of /etc/docker/daemon.json,
+# the file a user edits:
+#
+#     {"runtimes": {"runvirt": {"path": "/usr/local/bin/runvirt"}}}
+#
+# Here its runtimeArgs name the config that boots this checkout's guest
+# image. A changed daemon.json reaches a running dockerd by SIGHUP, as
+# `systemctl reload docker` sends it. An existing daemon.json that does not
+# name runvirt is never overwritten.
 #
 # Environment (all optional):
 #   RUNVIRT_BIN             runvirt binary (default: <repo>/bin/runvirt)
 #   RUNVIRT_CONFIG          runvirt config the runtime reads (default: one
 #                           written here that boots <repo>/build/guest/)
 #   RUNVIRT_TEST_MACHINE    machine type in that config (default: runvirt's)
-#   RUNVIRT_DOCKER_STATE    socket, pid file, config, log and exec root
-#                           (default: /run/runvirt-docker)
-#   RUNVIRT_DOCKER_ROOT     dockerd's data root (/var/lib/runvirt-docker)
-#   RUNVIRT_DOCKER_EXEC_ROOT  dockerd's exec root (/run/rvd). It must be short:
-#                           dockerd 20.10 gives the runtime
-#                           --root EXEC_ROOT/runtime-runc/moby, and runvirt's
-#                           sockets (EXEC_ROOT/runtime-runc/moby/<64-hex id>/
-#                           agent.sock) must fit in 107 bytes, which leaves
-#                           EXEC_ROOT 13 characters (10 with docker >= 23,
-#                           which says runtime-runvirt; the default
-#                           /run/docker has 11).
-#   RUNVIRT_DOCKER_BRIDGE   "none" starts dockerd with --bridge=none (no
-#                           docker0, no iptables rules); default: docker's own
+#   RUNVIRT_DOCKER_STATE    where this script keeps its logs, markers and
+#                           runvirt config (default: /run/runvirt-docker)
+#   RUNVIRT_DOCKER_BRIDGE   "none" adds "bridge": "none" to daemon.json
 #   RUNVIRT_DOCKER_IMAGE    image name (runvirt-busybox:latest)
 #
 # Prints the socket's path as its last line.
@@ -38,12 +37,9 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 state=${RUNVIRT_DOCKER_STATE:-/run/runvirt-docker}
-droot=${RUNVIRT_DOCKER_ROOT:-/var/lib/runvirt-docker}
-sock=$state/docker.sock
-conf=$state/daemon.json
-log=$state/dockerd.log
-pidfile=$state/dockerd.pid
-execroot=${RUNVIRT_DOCKER_EXEC_ROOT:-/run/rvd}
+sock=/var/run/docker.sock
+ctrd_sock=/run/containerd/containerd.sock
+conf=/etc/docker/daemon.json
 runvirt=${RUNVIRT_BIN:-$repo/bin/runvirt}
 image=${RUNVIRT_DOCKER_IMAGE:-runvirt-busybox:latest}
 
@@ -51,22 +47,38 @@ say() { echo "setup-docker: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
+mkdir -p "$state"
+
+# stop PIDFILE MARKER NAME: stop the daemon whose pid is in PIDFILE if this
+# script started it (MARKER holds that pid).
+stop() {
+	local pid
+	pid=$(cat "$2" 2>/dev/null || true)
+	[ -n "$pid" ] || return 0
+	if [ "$(cat "$1" 2>/dev/null || true)" = "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		say "stopping $3 $pid"
+		kill "$pid"
+		for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+		kill -0 "$pid" 2>/dev/null && die "$3 $pid did not stop"
+	fi
+	rm -f "$2"
+}
+if [ "${1:-}" = --stop ]; then
+	stop /var/run/docker.pid "$state/started-dockerd" dockerd
+	stop "$state/containerd.pid" "$state/started-containerd" containerd
+	exit 0
+fi
+[ $# -eq 0 ] || die "unknown argument: $1 (want none or --stop)"
 [ -x "$runvirt" ] || die "$runvirt is missing (run: make)"
 [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
 
-# 1. dockerd (Debian's docker.io also brings containerd, runc and docker-init).
-if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
+# 1. dockerd and containerd (Debian's docker.io also brings runc and
+# docker-init).
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null || ! command -v containerd >/dev/null; then
 	say "installing docker.io"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io containerd >&2
 fi
-
-# See RUNVIRT_DOCKER_EXEC_ROOT above (docker >= 23 says runtime-runvirt: 3 more).
-# len("/runtime-runvirt/moby/") + 64 + len("/agent.sock") = 97.
-[ $((${#execroot} + 97)) -le 107 ] ||
-	die "exec root $execroot is too long for runvirt's socket paths (at most 10 characters)"
-mkdir -p "$state" "$droot" "$execroot"
-dk() { docker -H "unix://$sock" "$@"; }
 
 # 2. runvirt's own config: which kernel and initrd the VMs boot.
 if [ -z "${RUNVIRT_CONFIG:-}" ]; then
@@ -83,64 +95,77 @@ EOF
 	mv "$RUNVIRT_CONFIG.tmp" "$RUNVIRT_CONFIG"
 fi
 
-# 3. dockerd's config (what /etc/docker/daemon.json holds for the system
-# dockerd): the runtime "runvirt". The rest goes on the command line so that
-# it stays next to the paths it names.
+# 3. /etc/docker/daemon.json: the runtime "runvirt".
+if [ -e "$conf" ] && ! grep -q '"runvirt"' "$conf"; then
+	die "$conf exists and has no runtime \"runvirt\": add it by hand (see docs/docker.md) or move the file away"
+fi
 bridge_json=
 [ "${RUNVIRT_DOCKER_BRIDGE:-}" = none ] && bridge_json=',
   "bridge": "none"'
+mkdir -p "$(dirname "$conf")"
 cat >"$conf.new" <<EOF
 {
   "runtimes": {
     "runvirt": {
-      "path": "$runvirt"
+      "path": "$runvirt",
+      "runtimeArgs": ["--config", "$RUNVIRT_CONFIG"]
     }
   }$bridge_json
 }
 EOF
-# The environment dockerd passes on to the runtime is part of its setup too.
-echo "RUNVIRT_CONFIG=$RUNVIRT_CONFIG" >"$state/dockerd.env.new"
-restart=
-for f in "$conf" "$state/dockerd.env"; do
-	if cmp -s "$f.new" "$f"; then
-		rm "$f.new"
-	else
-		mv "$f.new" "$f"
-		restart=1
-	fi
-done
-
-# 4. Start dockerd unless it already answers on the socket.
-pid=$(cat "$pidfile" 2>/dev/null || true)
-if [ -n "$restart" ] && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-	say "config changed: restarting dockerd $pid"
-	kill "$pid"
-	for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-fi
-if dk version >/dev/null 2>&1; then
-	say "dockerd already running on $sock"
+changed=
+if cmp -s "$conf.new" "$conf"; then
+	rm "$conf.new"
 else
-	say "starting dockerd (log: $log)"
-	# dockerd passes its environment on to containerd, the shims and the
-	# runtime: runvirt reads RUNVIRT_CONFIG from it.
-	RUNVIRT_CONFIG=$RUNVIRT_CONFIG setsid dockerd \
-		--config-file "$conf" \
-		-H "unix://$sock" \
-		--data-root "$droot" \
-		--exec-root "$execroot" \
-		--pidfile "$pidfile" \
-		>>"$log" 2>&1 </dev/null &
-	dpid=$!
-	for _ in $(seq 1 300); do
-		dk version >/dev/null 2>&1 && break
-		kill -0 "$dpid" 2>/dev/null || die "dockerd exited; see $log: $(tail -n 3 "$log")"
+	mv "$conf.new" "$conf"
+	changed=1
+fi
+
+# 4. The system containerd, as containerd.service starts it.
+if ctr --address "$ctrd_sock" version >/dev/null 2>&1; then
+	say "containerd already running on $ctrd_sock"
+else
+	say "starting containerd (log: $state/containerd.log)"
+	setsid containerd >>"$state/containerd.log" 2>&1 </dev/null &
+	echo $! >"$state/containerd.pid"
+	cp "$state/containerd.pid" "$state/started-containerd"
+	for _ in $(seq 1 150); do
+		ctr --address "$ctrd_sock" version >/dev/null 2>&1 && break
+		kill -0 "$(cat "$state/containerd.pid")" 2>/dev/null || die "containerd exited; see $state/containerd.log: $(tail -n 3 "$state/containerd.log")"
 		sleep 0.2
 	done
-	dk version >/dev/null 2>&1 || die "dockerd did not come up on $sock; see $log"
+	ctr --address "$ctrd_sock" version >/dev/null 2>&1 || die "containerd did not come up on $ctrd_sock"
+fi
+
+# 5. dockerd, as docker.service starts it; a running one reloads its
+# daemon.json on SIGHUP.
+dk() { docker -H "unix://$sock" "$@"; }
+if dk version >/dev/null 2>&1; then
+	if [ -n "$changed" ]; then
+		say "daemon.json changed: reloading dockerd (SIGHUP)"
+		kill -HUP "$(cat /var/run/docker.pid)"
+		for _ in $(seq 1 50); do
+			dk info --format '{{json .Runtimes}}' | grep -q '"runvirt"' && break
+			sleep 0.2
+		done
+	else
+		say "dockerd already running on $sock"
+	fi
+else
+	say "starting dockerd (log: $state/dockerd.log)"
+	setsid dockerd --containerd="$ctrd_sock" >>"$state/dockerd.log" 2>&1 </dev/null &
+	dpid=$!
+	echo "$dpid" >"$state/started-dockerd"
+	for _ in $(seq 1 300); do
+		dk version >/dev/null 2>&1 && break
+		kill -0 "$dpid" 2>/dev/null || die "dockerd exited; see $state/dockerd.log: $(tail -n 3 "$state/dockerd.log")"
+		sleep 0.2
+	done
+	dk version >/dev/null 2>&1 || die "dockerd did not come up on $sock; see $state/dockerd.log"
 fi
 dk info --format '{{json .Runtimes}}' | grep -q '"runvirt"' || die "dockerd on $sock has no runtime runvirt"
 
-# 5. A busybox image, built here (no registry needed) as a docker-archive.
+# 6. A busybox image, built here (no registry needed) as a docker-archive.
 if ! dk image inspect "$image" >/dev/null 2>&1; then
 	say "building and loading $image"
 	work=$(mktemp -d /tmp/runvirt-dimage.XXXXXX)
