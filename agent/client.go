@@ -153,8 +153,9 @@ func (c *Client) Wait(ctx context.Context, id, exec string) (int, error) {
 
 // Waiter is a wait request in flight.
 type Waiter struct {
-	conn net.Conn
-	op   string
+	conn      net.Conn
+	op        string
+	oomKilled bool // set by Result from the answer
 }
 
 // WaitStream sends a wait request and returns without waiting for the
@@ -183,8 +184,13 @@ func (w *Waiter) Result() (int, error) {
 	if err := resp.Err(); err != nil {
 		return 0, err
 	}
+	w.oomKilled = resp.OOMKilled
 	return resp.ExitStatus, nil
 }
+
+// OOMKilled reports, once Result has returned, whether the agent said that
+// the container's cgroup saw an OOM kill by the time its init exited.
+func (w *Waiter) OOMKilled() bool { return w.oomKilled }
 
 // Close abandons the wait.
 func (w *Waiter) Close() error { return w.conn.Close() }
@@ -243,6 +249,7 @@ func (c *Client) Stats(ctx context.Context, id string) (*Stats, error) {
 	if resp.Stats == nil {
 		return nil, fmt.Errorf("agent %s: response has no stats", OpStats)
 	}
+	resp.Stats.OOMKills = resp.OOMKills
 	return resp.Stats, nil
 }
 

@@ -11,6 +11,10 @@ type Stats struct {
 	CPU    CPU    `json:"cpu"`
 	Memory Memory `json:"memory"`
 	Pids   Pids   `json:"pids"`
+	// OOMKills is the container cgroup's OOM kill count so far (from
+	// Response.OOMKills); runc's stats have no such field, so it is not
+	// printed: `runvirt events` turns its increase into an "oom" event.
+	OOMKills uint64 `json:"-"`
 }
 
 // CPU is runc's types.Cpu.

@@ -129,6 +129,10 @@ type Event struct {
 // else every interval until the container stops.
 func Events(ctx context.Context, g Globals, id string, statsOnce bool, interval time.Duration, w io.Writer, log *slog.Logger) error {
 	enc := json.NewEncoder(w)
+	// runc reports the OOM kills that happen while it listens, as events of
+	// type "oom": the first count is the baseline.
+	var oomKills uint64
+	first := true
 	for {
 		c, _, err := running(ctx, g, id, log)
 		if err != nil {
@@ -141,6 +145,12 @@ func Events(ctx context.Context, g Globals, id string, statsOnce bool, interval 
 		if err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
+		if !first && st.OOMKills > oomKills {
+			if err := enc.Encode(Event{Type: "oom", ID: id}); err != nil {
+				return err
+			}
+		}
+		oomKills, first = st.OOMKills, false
 		if err := enc.Encode(Event{Type: "stats", ID: id, Data: st}); err != nil {
 			return err
 		}

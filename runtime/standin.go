@@ -314,6 +314,12 @@ func RunStandIn(g Globals, id, execID string, terminal bool, ready *os.File, log
 		log.Error("lost the guest process", "container", id, "exec", execID, "err", err)
 		status = 128 + int(syscall.SIGKILL)
 	}
+	if execID == "" && w.OOMKilled() {
+		// Before the exit: clients tie the OOM to the task that exits next.
+		if err := ReflectOOM(log); err != nil {
+			log.Error("the container was oom-killed in the guest; telling the host cgroup failed", "container", id, "err", err)
+		}
+	}
 	stop()
 	exitLike(status)
 	return nil

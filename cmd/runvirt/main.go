@@ -71,6 +71,7 @@ func main() {
 			a.checkpointCommand(),
 			a.restoreCommand(),
 			a.monitorCommand(),
+			a.oomHogCommand(),
 		},
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 	}
