@@ -264,6 +264,9 @@ func TestDockerRunTTY(t *testing.T) {
 	if !strings.Contains(out, "is-a-tty") {
 		t.Errorf("stdin is not a terminal: %q", out)
 	}
+	if strings.ContainsRune(out, 0) {
+		t.Errorf("the terminal showed a NUL byte: %q", out)
+	}
 }
 
 // TestDockerDetached: `docker run -d`, `docker logs`, `docker exec` (with

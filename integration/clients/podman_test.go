@@ -209,6 +209,17 @@ func TestPodmanRunTTY(t *testing.T) {
 	if !strings.Contains(out, "is-a-tty") {
 		t.Errorf("stdin is not a terminal: %q", out)
 	}
+	if strings.ContainsRune(out, 0) {
+		t.Errorf("the terminal showed a NUL byte: %q", out)
+	}
+	// The exact bytes of a one-line workload: nothing before its output (a
+	// stray NUL was reported here), the pty's CR LF after it.
+	name = pdmName("ttyexact")
+	cid = pdmContainer(t, name)
+	out, code = pdmTTY(t, 24, 80, nil, pdmRun("--rm", "-it", "--cidfile", cid, "--name", name, pdmImage, "tty")...)
+	if code != 0 || out != "/dev/pts/0\r\n" {
+		t.Errorf("podman run -it tty: exit %d, terminal %q; want 0 and exactly %q", code, out, "/dev/pts/0\r\n")
+	}
 }
 
 // TestPodmanDetached: `podman run -d`, `podman logs`, `podman exec` (with
