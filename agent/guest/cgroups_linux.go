@@ -5,6 +5,18 @@ package guest
 // straight into it (CLONE_INTO_CGROUP), so no process ever runs outside it.
 // Without a cgroup2 mount at /sys/fs/cgroup (a kernel without cgroups, or a
 // test host on v1) containers run without guest cgroups.
+//
+// Every container also gets a cgroup namespace rooted at that cgroup (see
+// containerCgroupNS), so its /proc/self/cgroup says 0::/ and its cgroup
+// mount shows its own limits; execs join that namespace.
+//
+// The layout is flat on purpose, pods included: a pod's containers are
+// siblings under runvirt/, not children of the sandbox's cgroup. The
+// sandbox container's own processes live in its cgroup, and cgroup v2 lets
+// no cgroup with processes give controllers to children (the "no internal
+// processes" rule), so nesting would need a pod cgroup with no processes of
+// its own. It would buy little: the pod as a whole is the VM, which the host
+// keeps in the sandbox's cgroup, under the client's pod cgroup.
 
 import (
 	"errors"
