@@ -78,6 +78,17 @@ func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
 	return f, nil
 }
 
+// containerCgroupNS decides whether a container init gets a cgroup namespace
+// of its own: always where the guest gave it a cgroup, whatever the spec
+// says, as runc does on a cgroup v2 host. The guest is always v2, while the
+// spec is written for the host's cgroups (docker on a v1 host never asks for
+// a cgroup namespace); without one the container would see the guest's
+// whole tree at /sys/fs/cgroup and not its own limits. Without a guest
+// cgroup the spec decides.
+func containerCgroupNS(specAsks, haveCgroup bool) bool {
+	return specAsks || haveCgroup
+}
+
 // openCgroup opens an existing container cgroup; nil when there is none.
 func openCgroup(id string) (*os.File, error) {
 	if !cgroupsEnabled() {

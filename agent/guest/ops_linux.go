@@ -148,6 +148,33 @@ func (s *Server) stats(cid string) (st *agent.Stats, oomKills uint64, err error)
 	return st, oomKills, nil
 }
 
+// oomKilled reads whether the container's cgroup has counted an OOM kill,
+// once its init has exited: the kernel counts a kill before the victim can
+// die, and the cgroup outlives the init until delete. An unreadable count
+// is logged and taken as none.
+func (s *Server) oomKilled(cid string) bool {
+	if validateID(cid) != nil || !cgroupsEnabled() {
+		return false
+	}
+	n, err := readOOMKills(cgroupDir(cid))
+	if err != nil {
+		s.log.Warn("read oom kills", "container", cid, "err", err)
+	}
+	return n > 0
+}
+
+// removeCgroup removes a deleted container's cgroup. It fails (EBUSY) while
+// a process is left in it, such as the child of an exec in a pod that
+// shares the sandbox's pid namespace; that leaks only a directory.
+func (s *Server) removeCgroup(cid string) {
+	if !cgroupsEnabled() {
+		return
+	}
+	if err := RemoveCgroup(cid); err != nil {
+		s.log.Warn("remove cgroup", "container", cid, "err", err)
+	}
+}
+
 // readOOMKills returns the oom_kill count of the cgroup's memory.events:
 // the processes the kernel's OOM killer ended in it or below it. Without the
 // memory controller there is no such file and no count.

@@ -505,21 +505,6 @@ func (s *Server) waitExit(cid string, p *process, exitCh <-chan int) {
 	})
 }
 
-// oomKilled reads whether the container's cgroup has counted an OOM kill,
-// once its init has exited: the kernel counts a kill before the victim can
-// die, and the cgroup outlives the init until delete. An unreadable count
-// is logged and taken as none.
-func (s *Server) oomKilled(cid string) bool {
-	if validateID(cid) != nil || !cgroupsEnabled() {
-		return false
-	}
-	n, err := readOOMKills(cgroupDir(cid))
-	if err != nil {
-		s.log.Warn("read oom kills", "container", cid, "err", err)
-	}
-	return n > 0
-}
-
 func closeStdio(st Stdio) {
 	for _, f := range []*os.File{st.Stdin, st.Stdout, st.Stderr} {
 		if f != nil {
@@ -780,18 +765,6 @@ func (s *Server) delete(cid string) error {
 		}()
 	}
 	return nil
-}
-
-// removeCgroup removes a deleted container's cgroup. It fails (EBUSY) while
-// a process is left in it, such as the child of an exec in a pod that
-// shares the sandbox's pid namespace; that leaks only a directory.
-func (s *Server) removeCgroup(cid string) {
-	if !cgroupsEnabled() {
-		return
-	}
-	if err := RemoveCgroup(cid); err != nil {
-		s.log.Warn("remove cgroup", "container", cid, "err", err)
-	}
 }
 
 func isClosed(ch chan struct{}) bool {

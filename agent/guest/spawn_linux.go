@@ -294,17 +294,6 @@ func initCloneFlags(spec *specs.Spec) (flags uintptr, newCgroupNS bool) {
 	return flags, newCgroupNS
 }
 
-// containerCgroupNS decides whether a container init gets a cgroup namespace
-// of its own: always where the guest gave it a cgroup, whatever the spec
-// says, as runc does on a cgroup v2 host. The guest is always v2, while the
-// spec is written for the host's cgroups (docker on a v1 host never asks for
-// a cgroup namespace); without one the container would see the guest's
-// whole tree at /sys/fs/cgroup and not its own limits. Without a guest
-// cgroup the spec decides.
-func containerCgroupNS(specAsks, haveCgroup bool) bool {
-	return specAsks || haveCgroup
-}
-
 // execNamespaces are the namespaces SpawnExec joins from the parent side, in
 // this order. The mount namespace is joined by the child (see runExecChild).
 var execNamespaces = []struct {
