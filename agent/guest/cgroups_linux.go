@@ -49,7 +49,8 @@ func cgroupDir(id string) string {
 }
 
 // setupCgroup creates the container's cgroup, applies the spec's resources
-// and returns the open directory for CLONE_INTO_CGROUP; nil without cgroups.
+// and device rules (devices_linux.go) and returns the open directory for
+// CLONE_INTO_CGROUP; nil without cgroups.
 func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
 	if !cgroupsEnabled() {
 		return nil, nil
@@ -74,6 +75,14 @@ func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
 	if err != nil {
 		_ = os.Remove(dir)
 		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	// Before any process is in the cgroup, so none ever runs unfiltered.
+	if linux != nil && linux.Resources != nil {
+		if err := applyDeviceRules(f, linux.Resources.Devices); err != nil {
+			f.Close()
+			_ = os.Remove(dir)
+			return nil, err
+		}
 	}
 	return f, nil
 }
