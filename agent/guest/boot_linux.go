@@ -36,8 +36,9 @@ const (
 	newRootDir = "/newroot"
 )
 
-// cgroupControllers are enabled for the containers' cgroups, best effort.
-var cgroupControllers = []string{"cpu", "memory", "pids", "io"}
+// cgroupControllers are enabled for the containers' cgroups, best effort;
+// cpuset so that a container reads its cpuset.cpus.effective.
+var cgroupControllers = []string{"cpu", "cpuset", "memory", "pids", "io"}
 
 // How long Boot waits for devices that appear asynchronously. Generous
 // because a TCG guest runs roughly ten times slower than a KVM one.

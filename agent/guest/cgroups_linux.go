@@ -5,6 +5,18 @@ package guest
 // straight into it (CLONE_INTO_CGROUP), so no process ever runs outside it.
 // Without a cgroup2 mount at /sys/fs/cgroup (a kernel without cgroups, or a
 // test host on v1) containers run without guest cgroups.
+//
+// Every container also gets a cgroup namespace rooted at that cgroup (see
+// containerCgroupNS), so its /proc/self/cgroup says 0::/ and its cgroup
+// mount shows its own limits; execs join that namespace.
+//
+// The layout is flat on purpose, pods included: a pod's containers are
+// siblings under runvirt/, not children of the sandbox's cgroup. The
+// sandbox container's own processes live in its cgroup, and cgroup v2 lets
+// no cgroup with processes give controllers to children (the "no internal
+// processes" rule), so nesting would need a pod cgroup with no processes of
+// its own. It would buy little: the pod as a whole is the VM, which the host
+// keeps in the sandbox's cgroup, under the client's pod cgroup.
 
 import (
 	"errors"
@@ -37,7 +49,8 @@ func cgroupDir(id string) string {
 }
 
 // setupCgroup creates the container's cgroup, applies the spec's resources
-// and returns the open directory for CLONE_INTO_CGROUP; nil without cgroups.
+// and device rules (devices_linux.go) and returns the open directory for
+// CLONE_INTO_CGROUP; nil without cgroups.
 func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
 	if !cgroupsEnabled() {
 		return nil, nil
@@ -63,7 +76,26 @@ func setupCgroup(id string, linux *specs.Linux) (*os.File, error) {
 		_ = os.Remove(dir)
 		return nil, fmt.Errorf("open cgroup: %w", err)
 	}
+	// Before any process is in the cgroup, so none ever runs unfiltered.
+	if linux != nil && linux.Resources != nil {
+		if err := applyDeviceRules(f, linux.Resources.Devices); err != nil {
+			f.Close()
+			_ = os.Remove(dir)
+			return nil, err
+		}
+	}
 	return f, nil
+}
+
+// containerCgroupNS decides whether a container init gets a cgroup namespace
+// of its own: always where the guest gave it a cgroup, whatever the spec
+// says, as runc does on a cgroup v2 host. The guest is always v2, while the
+// spec is written for the host's cgroups (docker on a v1 host never asks for
+// a cgroup namespace); without one the container would see the guest's
+// whole tree at /sys/fs/cgroup and not its own limits. Without a guest
+// cgroup the spec decides.
+func containerCgroupNS(specAsks, haveCgroup bool) bool {
+	return specAsks || haveCgroup
 }
 
 // openCgroup opens an existing container cgroup; nil when there is none.

@@ -124,7 +124,9 @@ func needsRemount(flags uintptr) bool {
 
 // prepareRootfs builds the container's mount tree under rootfs and pivots
 // into it. On return the process's root and cwd are the container's /.
-func prepareRootfs(spec *specs.Spec, rootfs string) error {
+// cgroup is the container's cgroup directory in the agent's tree ("" for
+// none), see mountOne.
+func prepareRootfs(spec *specs.Spec, rootfs, cgroup string) error {
 	if err := unix.Mount("", "/", "", initialPropagation(spec), ""); err != nil {
 		return fmt.Errorf("make / a slave: %w", err)
 	}
@@ -134,7 +136,7 @@ func prepareRootfs(spec *specs.Spec, rootfs string) error {
 	}
 	userns := newUserNS(spec)
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, m, userns); err != nil {
+		if err := mountOne(rootfs, m, userns, cgroup); err != nil {
 			return err
 		}
 	}
@@ -162,10 +164,14 @@ func initialPropagation(spec *specs.Spec) uintptr {
 	return unix.MS_SLAVE | unix.MS_REC
 }
 
-// mountOne performs one spec mount under rootfs. In a user namespace, sysfs
-// and cgroup2 can only be mounted when the network and cgroup namespaces are
-// the container's own; otherwise the agent's are bound instead, as runc does.
-func mountOne(rootfs string, m specs.Mount, userns bool) error {
+// mountOne performs one spec mount under rootfs. A cgroup mount (of either
+// type) is cgroup2 made in the container's cgroup namespace, so its root is
+// the container's own cgroup (cgroup, in the agent's tree). In a user
+// namespace, sysfs and cgroup2 can only be mounted when the network and
+// cgroup namespaces are the container's own; otherwise the agent's are bound
+// instead, as runc does: for cgroup2 the container's directory, never the
+// guest's root.
+func mountOne(rootfs string, m specs.Mount, userns bool, cgroup string) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount %s: destination must be absolute", m.Destination)
 	}
@@ -185,7 +191,11 @@ func mountOne(rootfs string, m specs.Mount, userns bool) error {
 		// The guest runs cgroup v2 only; a v1 request gets the v2 tree.
 		err = unix.Mount("cgroup2", dst, "cgroup2", o.flags, o.data)
 		if userns && errors.Is(err, unix.EPERM) {
-			err = bindAgentMount(cgroupRoot, dst, o)
+			src := cgroup
+			if src == "" {
+				src = cgroupRoot
+			}
+			err = bindAgentMount(src, dst, o)
 		}
 	default:
 		err = unix.Mount(m.Source, dst, m.Type, o.flags, o.data)

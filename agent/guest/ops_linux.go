@@ -118,31 +118,75 @@ func (s *Server) paused(cid string) bool {
 	return err == nil && frozen
 }
 
-// stats reads the container's resource usage. A created container reports
-// zeros: its workload has not run yet.
-func (s *Server) stats(cid string) (*agent.Stats, error) {
+// stats reads the container's resource usage and how many OOM kills its
+// cgroup has counted so far. A created container reports zeros: its
+// workload has not run yet.
+func (s *Server) stats(cid string) (st *agent.Stats, oomKills uint64, err error) {
 	p, err := s.lookup(cid, "")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.mu.Lock()
 	started := p.started
 	s.mu.Unlock()
 	if !started {
-		return &agent.Stats{}, nil
+		return &agent.Stats{}, 0, nil
 	}
 	if isClosed(p.exited) {
-		return nil, errNotRunning()
+		return nil, 0, errNotRunning()
 	}
 	dir, err := containerCgroup(cid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	st, err := readStats(dir)
+	if st, err = readStats(dir); err != nil {
+		return nil, 0, fmt.Errorf("stats of %s: %w", cid, err)
+	}
+	if oomKills, err = readOOMKills(dir); err != nil {
+		return nil, 0, fmt.Errorf("stats of %s: %w", cid, err)
+	}
+	return st, oomKills, nil
+}
+
+// oomKilled reads whether the container's cgroup has counted an OOM kill,
+// once its init has exited: the kernel counts a kill before the victim can
+// die, and the cgroup outlives the init until delete. An unreadable count
+// is logged and taken as none.
+func (s *Server) oomKilled(cid string) bool {
+	if validateID(cid) != nil || !cgroupsEnabled() {
+		return false
+	}
+	n, err := readOOMKills(cgroupDir(cid))
 	if err != nil {
-		return nil, fmt.Errorf("stats of %s: %w", cid, err)
+		s.log.Warn("read oom kills", "container", cid, "err", err)
 	}
-	return st, nil
+	return n > 0
+}
+
+// removeCgroup removes a deleted container's cgroup. It fails (EBUSY) while
+// a process is left in it, such as the child of an exec in a pod that
+// shares the sandbox's pid namespace; that leaks only a directory.
+func (s *Server) removeCgroup(cid string) {
+	if !cgroupsEnabled() {
+		return
+	}
+	if err := RemoveCgroup(cid); err != nil {
+		s.log.Warn("remove cgroup", "container", cid, "err", err)
+	}
+}
+
+// readOOMKills returns the oom_kill count of the cgroup's memory.events:
+// the processes the kernel's OOM killer ended in it or below it. Without the
+// memory controller there is no such file and no count.
+func readOOMKills(dir string) (uint64, error) {
+	ev, err := readKeyValues(filepath.Join(dir, "memory.events"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return ev["oom_kill"], nil
 }
 
 // update changes the container's resource limits. Fields left nil in r keep

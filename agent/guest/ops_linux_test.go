@@ -109,6 +109,31 @@ func TestReadStatsLimits(t *testing.T) {
 	}
 }
 
+func TestReadOOMKills(t *testing.T) {
+	for _, tc := range []struct {
+		name, events string // events "" means no memory.events
+		want         uint64
+		wantErr      bool
+	}{
+		{"killed", "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n", 2, false},
+		{"none", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n", 0, false},
+		{"hit the limit without a kill", "max 40\noom 1\noom_kill 0\n", 0, false},
+		{"no memory controller", "", 0, false},
+		{"garbage", "oom_kill lots\n", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{}
+			if tc.events != "" {
+				files["memory.events"] = tc.events
+			}
+			n, err := readOOMKills(fakeCgroup(t, files))
+			if n != tc.want || (err != nil) != tc.wantErr {
+				t.Errorf("readOOMKills = %d, %v; want %d, error %v", n, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
 // Without the memory and pids controllers the fields stay zero and the
 // processes are counted from cgroup.procs, as runc does.
 func TestReadStatsWithoutControllers(t *testing.T) {
@@ -298,7 +323,7 @@ func TestPauseResumeRealCgroup(t *testing.T) {
 		t.Error("a resumed process did not run")
 	}
 
-	st, err := s.stats(id)
+	st, _, err := s.stats(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +336,7 @@ func TestPauseResumeRealCgroup(t *testing.T) {
 	if err := s.pause(id); !isStateErr(err, "container not running") {
 		t.Errorf("pause of a stopped container = %v", err)
 	}
-	if _, err := s.stats(id); !isStateErr(err, "container not running") {
+	if _, _, err := s.stats(id); !isStateErr(err, "container not running") {
 		t.Errorf("stats of a stopped container = %v", err)
 	}
 }
@@ -331,7 +356,7 @@ func TestOpsStateErrors(t *testing.T) {
 	if err := s.pause("nope"); !errors.As(err, &re) || re.Kind != agent.ErrKindNotFound {
 		t.Errorf("pause of an unknown container = %v", err)
 	}
-	if st, err := s.stats("c"); err != nil || st.Pids.Current != 0 {
+	if st, _, err := s.stats("c"); err != nil || st.Pids.Current != 0 {
 		t.Errorf("stats of a created container = %+v, %v; want zeros", st, err)
 	}
 	if err := s.update("c", nil); !errors.As(err, &re) || re.Kind != agent.ErrKindInvalid {

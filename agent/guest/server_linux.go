@@ -75,6 +75,9 @@ type process struct {
 	spawned  chan struct{} // closed once pid is set (or the spawn failed)
 	exited   chan struct{} // closed once status is set
 	status   int
+	// oomKilled (an init only): the container's cgroup had counted an OOM
+	// kill when the init exited. Set before exited is closed.
+	oomKilled bool
 }
 
 // NewServer returns a server; powerOff is called after a shutdown request
@@ -163,9 +166,9 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 		}
 		<-p.exited
 		s.mu.Lock()
-		status := p.status
+		status, oom := p.status, p.oomKilled
 		s.mu.Unlock()
-		return &agent.Response{ExitStatus: status}, nil
+		return &agent.Response{ExitStatus: status, OOMKilled: oom}, nil
 	case agent.OpSignal:
 		return errResp(s.signal(req)), nil
 	case agent.OpResize:
@@ -184,9 +187,9 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 	case agent.OpResume:
 		return errResp(s.resume(req.Container)), nil
 	case agent.OpStats:
-		st, err := s.stats(req.Container)
+		st, oomKills, err := s.stats(req.Container)
 		r := errResp(err)
-		r.Stats = st
+		r.Stats, r.OOMKills = st, oomKills
 		return r, nil
 	case agent.OpUpdate:
 		return errResp(s.update(req.Container, req.Resources)), nil
@@ -473,11 +476,15 @@ var execRetention = time.Minute
 
 func (s *Server) waitExit(cid string, p *process, exitCh <-chan int) {
 	status := <-exitCh
+	oom := false
+	if p.id == "" {
+		oom = s.oomKilled(cid)
+	}
 	s.mu.Lock()
 	if p.override != 0 {
 		status = p.override
 	}
-	p.status = status
+	p.status, p.oomKilled = status, oom
 	s.mu.Unlock()
 	for _, f := range []*os.File{p.stdoutR, p.stderrR, p.ptmx} {
 		if f != nil {
@@ -743,6 +750,20 @@ func (s *Server) delete(cid string) error {
 		}
 	}
 	delete(s.containers, cid)
+	// The cgroup lives from create to delete, as runc's does: the OOM count
+	// of a later container of the same id must start at zero.
+	init := c.procs[""]
+	if isClosed(init.exited) {
+		s.removeCgroup(cid)
+	} else {
+		go func() {
+			select {
+			case <-init.exited:
+			case <-time.After(exitWait):
+			}
+			s.removeCgroup(cid)
+		}()
+	}
 	return nil
 }
 

@@ -104,6 +104,10 @@ type childConfig struct {
 	// it is inside its cgroup (a namespace made at clone time would be rooted
 	// at the agent's cgroup).
 	NewCgroupNS bool `json:"new_cgroup_ns,omitempty"`
+	// Cgroup is the container's cgroup directory in the agent's tree ("" for
+	// none): what a cgroup mount that cannot be made in a user namespace
+	// binds instead.
+	Cgroup string `json:"cgroup,omitempty"`
 	// Terminal: the child makes a pty in the container's devpts, makes it
 	// its stdio (and the init's /dev/console) and sends the master on fd 6.
 	Terminal bool `json:"terminal,omitempty"`
@@ -153,21 +157,22 @@ func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandb
 	for _, j := range joins {
 		flags &^= uintptr(j.flag)
 	}
-	cfg := &childConfig{
-		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
-		NewCgroupNS: newCgroupNS, Terminal: spec.Process.Terminal,
-		Seccomp: containerSeccomp(spec),
-	}
-	sys := &syscall.SysProcAttr{Cloneflags: flags}
-	if newUserNS(spec) {
-		setUserNSMaps(sys, spec.Linux)
-	}
 	cg, err := setupCgroup(id, spec.Linux)
 	if err != nil {
 		return nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
+	cfg := &childConfig{
+		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
+		NewCgroupNS: containerCgroupNS(newCgroupNS, cg != nil), Terminal: spec.Process.Terminal,
+		Seccomp: containerSeccomp(spec),
+	}
 	if cg != nil {
 		defer cg.Close()
+		cfg.Cgroup = cgroupDir(id)
+	}
+	sys := &syscall.SysProcAttr{Cloneflags: flags}
+	if newUserNS(spec) {
+		setUserNSMaps(sys, spec.Linux)
 	}
 	var init *Init
 	if len(joins) == 0 {
@@ -662,7 +667,7 @@ func runInitChild(cfg *childConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareRootfs(spec, cfg.Rootfs); err != nil {
+	if err := prepareRootfs(spec, cfg.Rootfs, cfg.Cgroup); err != nil {
 		return err
 	}
 	// As runc: after the container's mounts and the pivot (the pty must

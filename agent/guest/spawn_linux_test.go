@@ -561,6 +561,10 @@ func TestSpawnExec(t *testing.T) {
 	}
 }
 
+// TestSpawnInitCgroup checks that a container is cloned into its cgroup and
+// sees that cgroup as its root, in /proc/self/cgroup and at its cgroup
+// mount, whether or not the spec asks for a cgroup namespace (docker on a
+// cgroup v1 host never does).
 func TestSpawnInitCgroup(t *testing.T) {
 	requiresRoot(t)
 	const unified = "/sys/fs/cgroup/unified"
@@ -578,31 +582,45 @@ func TestSpawnInitCgroup(t *testing.T) {
 		parentExisted = false
 	}
 	root := busyboxRootfs(t)
-	s := newPipeStdio(t)
-	spec := testSpec("sh", "-c", "cat /proc/self/cgroup; echo ready; exec sleep 1000")
-	p, _, err := spawnAndStart("cg-test", spec, root, s.child)
-	s.closeChild()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	var cgLines []string
-	for l := s.waitLine(t); l != "ready"; l = s.waitLine(t) {
-		cgLines = append(cgLines, l)
-	}
-	procs, err := os.ReadFile(filepath.Join(cgroupDir("cg-test"), "cgroup.procs"))
-	p.Signal(unix.SIGKILL)
-	reap(t, p.Pid)
-	s.wg.Wait()
-	if err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(p.Pid) {
-		t.Errorf("cgroup.procs = %q, %v; want %d", procs, err, p.Pid)
-	}
-	// The cgroup namespace is rooted at the container's cgroup.
-	if !slices.Contains(cgLines, "0::/") {
-		t.Errorf("/proc/self/cgroup in the container = %q, want a 0::/ line", cgLines)
-	}
-	if err := RemoveCgroup("cg-test"); err != nil {
-		t.Error(err)
+	for _, specAsks := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cgroupns-in-spec=%v", specAsks), func(t *testing.T) {
+			s := newPipeStdio(t)
+			spec := testSpec("sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs; echo ready; exec sleep 1000")
+			if !specAsks {
+				spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+					return ns.Type == specs.CgroupNamespace
+				})
+			}
+			p, _, err := spawnAndStart("cg-test", spec, root, s.child)
+			s.closeChild()
+			if err != nil {
+				reapAny(t)
+				t.Fatalf("SpawnInit: %v", err)
+			}
+			var lines []string
+			for l := s.waitLine(t); l != "ready"; l = s.waitLine(t) {
+				lines = append(lines, l)
+			}
+			procs, err := os.ReadFile(filepath.Join(cgroupDir("cg-test"), "cgroup.procs"))
+			p.Signal(unix.SIGKILL)
+			reap(t, p.Pid)
+			s.wg.Wait()
+			if err != nil || strings.TrimSpace(string(procs)) != strconv.Itoa(p.Pid) {
+				t.Errorf("cgroup.procs = %q, %v; want %d", procs, err, p.Pid)
+			}
+			// The cgroup namespace is rooted at the container's cgroup.
+			if !slices.Contains(lines, "0::/") {
+				t.Errorf("/proc/self/cgroup in the container = %q, want a 0::/ line", lines)
+			}
+			// The mount shows the container's cgroup: its init (pid 1 in its
+			// pid namespace) is in the mount's root, as in no other cgroup.
+			if !slices.Contains(lines, "1") {
+				t.Errorf("/proc/self/cgroup and /sys/fs/cgroup/cgroup.procs in the container = %q, want pid 1 in the mount's cgroup.procs", lines)
+			}
+			if err := RemoveCgroup("cg-test"); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	if !parentExisted {
 		os.Remove(filepath.Join(cgroupRoot, cgroupParent))
