@@ -15,10 +15,13 @@ import (
 // The container's limits are enforced inside the guest, on its processes.
 // On the host the spec's cgroupsPath still gets a cgroup, holding everything
 // the sandbox runs there (QEMU, virtiofsd, the monitor, the stand-ins), with
-// the CPU and pids limits applied: that is what kubelet's accounting and
-// tools reading /proc/<pid>/cgroup expect (Kata does the same). Memory is
-// only accounted on the host, never limited: a limit below the VM's own
-// size would get QEMU OOM-killed; the guest enforces it.
+// the CPU limits applied: that is what kubelet's accounting and tools
+// reading /proc/<pid>/cgroup expect (Kata does the same). Memory and pids
+// are only accounted on the host, never limited: a memory limit below the
+// VM's own size would get QEMU OOM-killed, and a pids limit counts QEMU's,
+// virtiofsd's and runvirt's own threads (`docker run --pids-limit 20` left
+// them unable to start threads); the guest enforces both on the container's
+// processes.
 
 // cgroupRoot is where the host's cgroup file systems are mounted.
 var cgroupRoot = "/sys/fs/cgroup"
@@ -78,7 +81,7 @@ func hasController(hier, ctrl string) bool {
 	return false
 }
 
-// setupHostCgroup creates the cgroup, applies the CPU and pids limits and
+// setupHostCgroup creates the cgroup, applies the CPU limits and
 // moves pids into it. It does nothing for a spec without cgroupsPath.
 func setupHostCgroup(spec *specs.Spec, id string, pids []int) (*hostCgroup, error) {
 	rel := hostCgroupPath(spec, id)
@@ -157,13 +160,6 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 				writes = append(writes, [2]string{"cpuset.mems", c.Mems})
 			}
 		}
-	}
-	if r != nil && r.Pids != nil && r.Pids.Limit != nil && (v2 || hasController(hier, "pids")) {
-		limit := "max"
-		if *r.Pids.Limit > 0 {
-			limit = strconv.FormatInt(*r.Pids.Limit, 10)
-		}
-		writes = append(writes, [2]string{"pids.max", limit})
 	}
 	for _, w := range writes {
 		if err := os.WriteFile(filepath.Join(dir, w[0]), []byte(w[1]), 0o644); err != nil {

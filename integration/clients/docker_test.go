@@ -367,8 +367,8 @@ echo guest-wrote >/rw/out && echo rw-ok
 echo "ro=$(cat /ro/f)"; (echo x >/ro/g) 2>/dev/null && echo ro-WRITABLE || echo ro-ok
 echo t >/x/t && echo tmpfs-ok; grep -q "^tmpfs /x tmpfs" /proc/mounts && echo tmpfs-mounted
 echo "init=$(cat /proc/1/comm)"
-cg=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)
-echo "memory.max=$(cat $cg/memory.max) cpu.max=$(cat $cg/cpu.max)"
+echo "cgroup=$(cat /proc/self/cgroup)"
+echo "memory.max=$(cat /sys/fs/cgroup/memory.max) cpu.max=$(cat /sys/fs/cgroup/cpu.max)"
 echo "memtotal-kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
 `
 	r := dkr(t, "", dkrRun("--rm", "--cidfile", cid, "--name", name,
@@ -380,7 +380,7 @@ echo "memtotal-kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
 	}
 	for _, want := range []string{
 		"pwd=/rw id=1000:1000 foo=bar host=myhost", "rw-ok", "ro=host-data", "ro-ok",
-		"tmpfs-ok", "tmpfs-mounted", "init=docker-init", "memory.max=536870912 cpu.max=50000 100000",
+		"tmpfs-ok", "tmpfs-mounted", "init=docker-init", "cgroup=0::/", "memory.max=536870912 cpu.max=50000 100000",
 	} {
 		if !strings.Contains(r.stdout, want+"\n") {
 			t.Errorf("the workload did not print %q", want)
