@@ -29,14 +29,18 @@ import (
 // kernel kills it (oom_score_adj 1000 makes it the victim), and puts the
 // limit back. The cost is a few MiB for a few milliseconds, once per OOM
 // kill, in the cgroup of the container that had it.
+//
+// The victim must be the hog. The kernel kills the member with the largest
+// RSS + swap + page tables, plus oom_score_adj/1000 of the cgroup's limit;
+// QEMU sits in a sandbox's cgroup with ~100-250 MiB of RSS that is mostly
+// charged to other cgroups (it touched it before it moved here), so a limit
+// just above the cgroup's usage would make QEMU the victim and lose what the
+// guest had not synced. The headroom is therefore at least the largest
+// member's footprint: the hog outweighs it by its own size. Briefly, the
+// sandbox's host memory then grows by that much.
 
-// oomHeadroom is how far above its usage the cgroup's limit is set while the
-// hog runs: the OOM comes after that much.
-const oomHeadroom = 8 << 20
-
-// oomHogMax bounds what the hog takes should no OOM come (the cgroup's usage
-// fell meanwhile, or its OOM killer is disabled).
-const oomHogMax = 256 << 20
+// oomMinHeadroom is the least the limit is set above the cgroup's usage.
+const oomMinHeadroom = 8 << 20
 
 // OOMHogCommand is the hidden command that runs OOMHog.
 const OOMHogCommand = "oom-hog"
@@ -120,7 +124,8 @@ func reflectOOMIn(dir string, v2 bool, place func(pid int) error, log *slog.Logg
 		return fmt.Errorf("reflect oom: %s: %w", usageFile, err)
 	}
 	page := uint64(os.Getpagesize())
-	limit := (usage + oomHeadroom + page - 1) / page * page
+	headroom := oomMinHeadroom + largestMember(dir)
+	limit := (usage + headroom + page - 1) / page * page
 	if err := os.WriteFile(limitPath, []byte(strconv.FormatUint(limit, 10)), 0); err != nil {
 		return fmt.Errorf("reflect oom: lower %s: %w", limitPath, err)
 	}
@@ -129,7 +134,9 @@ func reflectOOMIn(dir string, v2 bool, place func(pid int) error, log *slog.Logg
 			log.Error("restore the memory limit after reflecting an oom kill", "file", limitPath, "err", err)
 		}
 	}()
-	hog := exec.Command(oomHogArgv[0], oomHogArgv[1:]...)
+	// Should no OOM come (usage fell meanwhile, the cgroup's OOM killer is
+	// disabled), the hog stops at twice the headroom.
+	hog := exec.Command(oomHogArgv[0], append(oomHogArgv[1:], strconv.FormatUint(2*headroom>>20, 10))...)
 	hog.Env = []string{}
 	// The hog allocates only once it reads a byte: after it is in place.
 	goAhead, err := hog.StdinPipe()
@@ -166,10 +173,36 @@ func reflectOOMIn(dir string, v2 bool, place func(pid int) error, log *slog.Logg
 	return fmt.Errorf("reflect oom: the hog was not oom-killed: %v", err)
 }
 
+// largestMember is the largest footprint the OOM killer would weigh (RSS,
+// swap and page tables) of the processes in the cgroup dir, in bytes.
+func largestMember(dir string) uint64 {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return 0
+	}
+	var most uint64
+	for _, p := range strings.Fields(string(b)) {
+		st, err := os.ReadFile(filepath.Join("/proc", p, "status"))
+		if err != nil {
+			continue
+		}
+		var kib uint64
+		for _, l := range strings.Split(string(st), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmSwap:" || f[0] == "VmPTE:") {
+				n, _ := strconv.ParseUint(f[1], 10, 64)
+				kib += n
+			}
+		}
+		most = max(most, kib<<10)
+	}
+	return most
+}
+
 // OOMHog is the body of the hidden hog command: it volunteers as the OOM
 // killer's victim and takes locked memory (never swapped out) until it is
-// killed, or gives up after oomHogMax.
-func OOMHog() error {
+// killed, or gives up after maxMiB.
+func OOMHog(maxMiB uint64) error {
 	if _, err := os.Stdin.Read(make([]byte, 1)); err != nil {
 		return fmt.Errorf("oom hog: %w", err)
 	}
@@ -180,7 +213,7 @@ func OOMHog() error {
 		return fmt.Errorf("oom hog: mlockall: %w", err)
 	}
 	const chunk = 1 << 20
-	for taken := 0; taken < oomHogMax; taken += chunk {
+	for taken := uint64(0); taken < maxMiB<<20; taken += chunk {
 		b, err := unix.Mmap(-1, 0, chunk, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
 		if err != nil {
 			return fmt.Errorf("oom hog: %w", err)
@@ -189,5 +222,5 @@ func OOMHog() error {
 			b[i] = 1
 		}
 	}
-	return fmt.Errorf("oom hog: took %d MiB without an oom kill", oomHogMax>>20)
+	return fmt.Errorf("oom hog: took %d MiB without an oom kill", maxMiB)
 }

@@ -4,19 +4,34 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
 // The test binary doubles as the hog when started with OOMHogCommand.
 func init() {
-	if len(os.Args) == 2 && os.Args[1] == OOMHogCommand {
-		if err := OOMHog(); err != nil {
+	if len(os.Args) == 3 && os.Args[1] == OOMHogCommand {
+		maxMiB, _ := strconv.ParseUint(os.Args[2], 10, 64)
+		if err := OOMHog(maxMiB); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 		}
 		os.Exit(3)
+	}
+	// A bystander takes memory where it was born, then waits for stdin to
+	// close: like QEMU, whose memory is charged to a cgroup it has left.
+	if len(os.Args) == 3 && os.Args[1] == "bystander" {
+		n, _ := strconv.Atoi(os.Args[2])
+		b := make([]byte, n<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		os.Stdout.Write([]byte{1})
+		os.Stdin.Read(make([]byte, 1))
+		os.Exit(int(b[0]) - 1)
 	}
 }
 
@@ -69,8 +84,33 @@ func TestReflectOOMIn(t *testing.T) {
 	place := func(pid int) error {
 		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
 	}
+	// A member far larger than the cgroup's usage must not be the victim.
+	by := exec.Command(os.Args[0], "bystander", "96")
+	byIn, _ := by.StdinPipe()
+	byOut, _ := by.StdoutPipe()
+	if err := by.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { byIn.Close(); by.Process.Kill(); by.Wait() })
+	if _, err := byOut.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("bystander: %v", err)
+	}
+	if err := place(by.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
 	if err := reflectOOMIn(dir, v2, place, slog.Default()); err != nil {
 		t.Fatalf("reflectOOMIn: %v", err)
+	}
+	if err := by.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("the bystander did not survive the reflected OOM: %v", err)
+	}
+	byIn.Close()
+	if err := by.Wait(); err != nil {
+		t.Errorf("the bystander: %v (killed by the OOM killer?)", err)
+	}
+	// The cgroup must be empty before Cleanup removes it.
+	if b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs")); len(b) > 0 {
+		t.Errorf("processes left in the test cgroup: %s", b)
 	}
 	if n := oomKills(t, dir, v2); n != 1 {
 		t.Errorf("oom kills counted in the cgroup: %d, want 1", n)

@@ -111,6 +111,12 @@ func (c *criClient) removePod(id string, mustExist bool) {
 // startContainer creates and starts a container in the pod.
 func (c *criClient) startContainer(pod string, podCfg *cri.PodSandboxConfig, name string, cmd ...string) string {
 	c.t.Helper()
+	return c.startContainerWith(pod, podCfg, name, nil, cmd...)
+}
+
+// startContainerWith is startContainer with the container's resources.
+func (c *criClient) startContainerWith(pod string, podCfg *cri.PodSandboxConfig, name string, res *cri.LinuxContainerResources, cmd ...string) string {
+	c.t.Helper()
 	ctx, cancel := criCtx()
 	defer cancel()
 	cfg := &cri.ContainerConfig{
@@ -118,6 +124,9 @@ func (c *criClient) startContainer(pod string, podCfg *cri.PodSandboxConfig, nam
 		Image:    &cri.ImageSpec{Image: ctrdImage},
 		Command:  cmd,
 		LogPath:  name + ".log",
+	}
+	if res != nil {
+		cfg.Linux = &cri.LinuxContainerConfig{Resources: res}
 	}
 	cr, err := c.rt.CreateContainer(ctx, &cri.CreateContainerRequest{PodSandboxId: pod, Config: cfg, SandboxConfig: podCfg})
 	if err != nil {
@@ -383,4 +392,37 @@ func mountsBelow(dir string) []string {
 		}
 	}
 	return out
+}
+
+// TestCRIOOMKilled: a container with a 32 MiB limit whose init the guest's
+// OOM killer kills is reported as kubelet expects it: exited, exit code 137,
+// reason OOMKilled (containerd learns it from the runc shim, which saw the
+// stand-in's host cgroup count the kill). A container of the same pod that
+// exits on its own keeps reason Completed.
+func TestCRIOOMKilled(t *testing.T) {
+	c := newCRIClient(t)
+	pod, podCfg := c.runPod("rv-oom")
+	defer c.removePod(pod, true)
+	res := &cri.LinuxContainerResources{MemoryLimitInBytes: 32 << 20, MemorySwapLimitInBytes: 32 << 20}
+	hog := c.startContainerWith(pod, podCfg, "hog", res, "sh", "-c", memoryHog)
+	fine := c.startContainerWith(pod, podCfg, "fine", res, "sh", "-c", "exit 0")
+	for _, w := range []struct {
+		id, reason string
+		code       int32
+	}{{hog, "OOMKilled", 137}, {fine, "Completed", 0}} {
+		var st *cri.ContainerStatus
+		waitFor(60*time.Second, func() bool {
+			ctx, cancel := criCtx()
+			defer cancel()
+			r, err := c.rt.ContainerStatus(ctx, &cri.ContainerStatusRequest{ContainerId: w.id})
+			if err != nil {
+				t.Fatalf("ContainerStatus: %v", err)
+			}
+			st = r.Status
+			return st.State == cri.ContainerState_CONTAINER_EXITED
+		})
+		if st.State != cri.ContainerState_CONTAINER_EXITED || st.ExitCode != w.code || st.Reason != w.reason {
+			t.Errorf("%s: state %v, exit code %d, reason %q; want exited, %d, %q", st.Metadata.GetName(), st.State, st.ExitCode, st.Reason, w.code, w.reason)
+		}
+	}
 }

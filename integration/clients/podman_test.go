@@ -322,3 +322,31 @@ var (
 	pdmSetup = &clientSetup{script: "setup-podman.sh"}
 	pdmConf  string
 )
+
+// TestPodmanOOMKilled: a container whose init the guest's OOM killer kills
+// exits 137 and conmon's OOM watcher sees the kill (in the stand-in's host
+// cgroup); one that exits on its own is not seen as one. conmon 2.1
+// (Debian's) writes its "oom" file in its working directory, which podman 4.3
+// does not set, while podman reads it in the bundle: `podman inspect` then
+// says OOMKilled false, with runc too (docs/podman.md). So the test runs
+// podman in a directory of its own and looks there.
+func TestPodmanOOMKilled(t *testing.T) {
+	requirePodman(t)
+	for _, c := range []struct {
+		name, script string
+		code         int
+		oom          bool
+	}{{"oom", memoryHog, 137, true}, {"nooom", "exit 3", 3, false}} {
+		name := pdmName(c.name)
+		cid := pdmContainer(t, name)
+		cmd := pdmCommand(pdmRun("--rm", "--cidfile", cid, "--name", name, "-m", "32m", "--memory-swap", "32m", pdmImage, "sh", "-c", c.script)...)
+		cmd.Dir = t.TempDir()
+		r := runCmd(t, cmd, "")
+		if r.code != c.code {
+			t.Errorf("%s: exit %d, want %d: %s", c.name, r.code, c.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(cmd.Dir, "oom")); (err == nil) != c.oom {
+			t.Errorf("%s: conmon saw an OOM kill: %v, want %v", c.name, err == nil, c.oom)
+		}
+	}
+}
