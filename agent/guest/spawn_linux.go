@@ -43,6 +43,7 @@ const (
 	childMntNSFd  = 5 // exec only: the container's mount namespace
 	childConsFd   = 6 // terminal only: where the pty master is sent
 	childStartFd  = 7 // init only: read end of the start pipe
+	childPidNSFd  = 7 // exec only: the container's pid namespace
 )
 
 // Stages a child reports.
@@ -118,7 +119,10 @@ type childConfig struct {
 
 // childReport is one message from the child on fd 4.
 type childReport struct {
-	Stage    string `json:"stage,omitempty"` // stageReady or stageExec
+	Stage string `json:"stage,omitempty"` // stageReady or stageExec
+	// Pid (an exec's stageExec) is the workload the exec child forked,
+	// already running: the exec child itself is not the workload.
+	Pid      int    `json:"pid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Errno    int    `json:"errno,omitempty"`
 	ExecName string `json:"exec_name,omitempty"` // set when Error is an ExecError
@@ -295,7 +299,8 @@ func initCloneFlags(spec *specs.Spec) (flags uintptr, newCgroupNS bool) {
 }
 
 // execNamespaces are the namespaces SpawnExec joins from the parent side, in
-// this order. The mount namespace is joined by the child (see runExecChild).
+// this order. The mount and pid namespaces are joined by the child (see
+// runExecChild).
 var execNamespaces = []struct {
 	name string
 	flag int
@@ -304,7 +309,6 @@ var execNamespaces = []struct {
 	{"ipc", unix.CLONE_NEWIPC},
 	{"uts", unix.CLONE_NEWUTS},
 	{"net", unix.CLONE_NEWNET},
-	{"pid", unix.CLONE_NEWPID},
 }
 
 // SpawnExec starts p inside the namespaces (mount, pid, ipc, uts, net, cgroup) of the
@@ -312,11 +316,21 @@ var execNamespaces = []struct {
 // as SpawnInit, and the same console for a p with a terminal. spec is the container's
 // spec; only p's fields and its seccomp profile are applied.
 //
-// The pid, ipc, uts, net and cgroup namespaces are joined by a throwaway OS
+// The ipc, uts, net and cgroup namespaces are joined by a throwaway OS
 // thread of the agent, which then forks the child (a child inherits its
 // namespaces from the forking thread). The mount namespace cannot be joined
 // there because Go's threads share one fs_struct, so the child joins it after
 // unsharing CLONE_FS on its own locked thread.
+//
+// The pid namespace is joined last, by the child, and only its own child,
+// the workload, is in it: a process in the container's pid namespace is
+// one the container can reach (/proc/PID/root, /proc/PID/fd, ptrace with
+// CAP_SYS_PTRACE), and the exec child holds the guest's root and the
+// agent's pipes until it has entered the mount namespace and dropped its
+// privileges. So the child does all of that unseen, then forks the
+// workload into the pid namespace, reports its pid and exits; the workload
+// becomes the agent's child (PID 1 reaps orphans of its pid namespace),
+// and proc is the workload.
 func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio Stdio) (proc *os.Process, console *os.File, err error) {
 	if err := validateID(id); err != nil {
 		return nil, nil, err
@@ -338,6 +352,11 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
 	}
 	defer mnt.Close()
+	pidNS, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", initPid))
+	if err != nil {
+		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
+	}
+	defer pidNS.Close()
 	cg, err := openCgroup(id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
@@ -361,7 +380,7 @@ func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio
 			done <- result{nil, nil, err}
 			return
 		}
-		proc, console, err := spawnExecChild(cfg, stdio, cg, mnt)
+		proc, console, err := spawnExecChild(cfg, stdio, cg, mnt, pidNS)
 		done <- result{proc, console, err}
 	}()
 	r := <-done
@@ -380,28 +399,36 @@ func containerSeccomp(spec *specs.Spec) *specs.LinuxSeccomp {
 	return spec.Linux.Seccomp
 }
 
-// spawnExecChild starts an exec child and waits for its verdict; for a
-// terminal it also returns the pty master the child sent.
-func spawnExecChild(cfg *childConfig, stdio Stdio, cg, mntNS *os.File) (*os.Process, *os.File, error) {
-	ch, err := startChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mntNS, nil)
+// spawnExecChild starts an exec child and waits for its verdict: the
+// workload it forked, running. For a terminal it also returns the pty
+// master the child sent.
+func spawnExecChild(cfg *childConfig, stdio Stdio, cg, mntNS, pidNS *os.File) (*os.Process, *os.File, error) {
+	ch, err := startChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mntNS, pidNS)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ch.repR.Close()
 	defer ch.closeConsoleSock()
-	if err := ch.reports.untilExec(); err != nil {
+	pid, err := ch.reports.untilForked()
+	if err != nil {
 		// The child exits by itself after reporting; kill covers a child
 		// that got stuck.
 		_ = ch.proc.Kill()
 		return nil, nil, err
 	}
+	// The workload is the agent's to wait for; the exec child exits by
+	// itself, and the reaper collects it.
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find exec workload %d: %w", pid, err)
+	}
 	// The child sent the master before its exec report.
 	console, err := ch.console()
 	if err != nil {
-		_ = ch.proc.Kill()
+		_ = proc.Kill()
 		return nil, nil, err
 	}
-	return ch.proc, console, nil
+	return proc, console, nil
 }
 
 // joinNamespaces moves the calling (locked) thread into initPid's namespaces.
@@ -445,9 +472,10 @@ type child struct {
 }
 
 // startChild starts the agent binary as a container child and sends it its
-// config. mntNS, when not nil, becomes the child's fd 5, and start fd 7. The
-// caller reads the child's reports and closes repR and the console socket.
-func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, start *os.File) (*child, error) {
+// config. mntNS, when not nil, becomes the child's fd 5, and fd7 fd 7 (an
+// init's start pipe, an exec's pid namespace). The caller reads the child's
+// reports and closes repR and the console socket.
+func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, fd7 *os.File) (*child, error) {
 	if cfg.Terminal {
 		// The child makes the pty its own stdio.
 		stdio = Stdio{}
@@ -489,8 +517,8 @@ func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 		}
 	}
 	files = append(files, consChild) // nil: fd 6 closed
-	if start != nil {
-		files = append(files, start)
+	if fd7 != nil {
+		files = append(files, fd7)
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
 		Files: files,
@@ -673,7 +701,7 @@ func runInitChild(cfg *childConfig) error {
 	// As runc: after the container's mounts and the pivot (the pty must
 	// come from its devpts), before the rootfs is finished.
 	if cfg.Terminal {
-		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true); err != nil {
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true, true); err != nil {
 			return err
 		}
 	}
@@ -692,11 +720,12 @@ func runInitChild(cfg *childConfig) error {
 	if err := readonlyRoot(spec); err != nil {
 		return err
 	}
-	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true)
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true, false)
 }
 
-// runExecChild joins the container's mount namespace (the others were
-// inherited from the parent's thread) and execs the workload.
+// runExecChild joins the container's mount and pid namespaces (the others
+// were inherited from the parent's thread) and forks the workload into the
+// pid namespace (see SpawnExec).
 func runExecChild(cfg *childConfig) error {
 	unix.Umask(0)
 	lastCap, err := lastCapability()
@@ -712,17 +741,28 @@ func runExecChild(cfg *childConfig) error {
 		return fmt.Errorf("join mount namespace: %w", err)
 	}
 	unix.Close(childMntNSFd)
+	// Only for the children: this process stays where the container cannot
+	// see it.
+	if err := unix.Setns(childPidNSFd, unix.CLONE_NEWPID); err != nil {
+		return fmt.Errorf("join pid namespace: %w", err)
+	}
+	unix.Close(childPidNSFd)
 	if cfg.Terminal {
-		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, false); err != nil {
+		// The workload makes the pty its controlling terminal: it leads a
+		// session of its own, which outlives this process.
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, false, false); err != nil {
 			return err
 		}
 	}
-	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, false)
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, false, true)
 }
 
 // finishProcess applies the process-level settings, common to init and exec,
 // in runc's order, and execs the workload. An init (await) first waits for
-// its start byte, after everything that can fail but execve itself.
+// its start byte, after everything that can fail but execve itself. An exec
+// (fork) forks the workload instead, with everything applied: credentials,
+// no_new_privs, the seccomp filter and rlimits are inherited, and the fork
+// execs at once (forkWorkload).
 //
 // The seccomp filter (sc, when not nil) is compiled first, so that a bad
 // profile fails like any setup error, and loaded as late as it can be, as
@@ -730,7 +770,7 @@ func runExecChild(cfg *childConfig) error {
 // needs CAP_SYS_ADMIN, so just before applyCreds drops capabilities, and the
 // profile must then allow what follows (credentials, chdir, the executable
 // lookup, the reports and start wait on the pipes, execve).
-func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await bool) error {
+func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await, fork bool) error {
 	var filter *seccompFilter
 	if sc != nil {
 		var err error
@@ -782,6 +822,9 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await 
 		return err
 	}
 	report := os.NewFile(childReportFd, "report")
+	if fork {
+		return forkWorkload(report, path, p, env, filter)
+	}
 	if await {
 		writeReport(report, childReport{Stage: stageReady})
 		if err := awaitStart(); err != nil {
@@ -797,6 +840,33 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await 
 	}
 	err = syscall.Exec(path, p.Args, env)
 	return &ExecError{Name: p.Args[0], Err: err}
+}
+
+// forkWorkload starts the exec's workload as a child of this process,
+// reports its pid and exits. Go's fork child only sets up its session and
+// terminal (a terminal exec's workload leads a session with the pty as its
+// controlling terminal, as runc's does) and execs; ForkExec returns once the
+// execve succeeded, so the report means running. The filter, loaded last
+// under no_new_privs as for an init, must then allow the fork (clone,
+// pipe2, read, setsid, ioctl, dup3, execve) and this process's report and
+// exit: any profile that lets the workload start programs does.
+func forkWorkload(report *os.File, path string, p *specs.Process, env []string, filter *seccompFilter) error {
+	if filter != nil && p.NoNewPrivileges {
+		if err := filter.load(); err != nil {
+			return err
+		}
+	}
+	pid, err := syscall.ForkExec(path, p.Args, &syscall.ProcAttr{
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setsid: p.Terminal, Setctty: p.Terminal, Ctty: 0},
+	})
+	if err != nil {
+		return &ExecError{Name: p.Args[0], Err: err}
+	}
+	writeReport(report, childReport{Stage: stageExec, Pid: pid})
+	os.Exit(0)
+	return nil
 }
 
 // closeExtraFds marks every fd above stdio close-on-exec so that nothing of
