@@ -19,10 +19,11 @@ import (
 )
 
 // setupConsole runs in the child. It opens a pty in the container's devpts,
-// applies size, makes the slave the controlling terminal (the child is a
-// session leader: see startChild) and fds 0-2, binds it to /dev/console when
+// applies size, makes the slave fds 0-2 and, with ctty, the controlling
+// terminal (the child is a session leader: see startChild; an exec's
+// workload takes it itself, see forkWorkload), binds it to /dev/console when
 // bind is set (the init), and sends the master to the parent on sock.
-func setupConsole(sock int, size *specs.Box, bind bool) error {
+func setupConsole(sock int, size *specs.Box, bind, ctty bool) error {
 	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open container /dev/ptmx: %w", err)
@@ -50,8 +51,10 @@ func setupConsole(sock int, size *specs.Box, bind bool) error {
 			return fmt.Errorf("set console size: %w", err)
 		}
 	}
-	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
-		return fmt.Errorf("set controlling terminal: %w", err)
+	if ctty {
+		if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+			return fmt.Errorf("set controlling terminal: %w", err)
+		}
 	}
 	for fd := 0; fd < 3; fd++ {
 		if err := unix.Dup3(slave, fd, 0); err != nil {

@@ -153,6 +153,24 @@ func (r *reportReader) untilReady() error {
 	}
 }
 
+// untilForked reads an exec child's reports up to the one that gives the
+// pid of the workload it forked (running by then). It stops there, not at
+// EOF: nothing the child's pipe carries afterwards can change the verdict.
+func (r *reportReader) untilForked() (int, error) {
+	for {
+		rep, err := r.next()
+		if errors.Is(err, io.EOF) {
+			return 0, errors.New("container process exited before exec")
+		}
+		if err != nil {
+			return 0, err
+		}
+		if rep.Stage == stageExec && rep.Pid > 0 {
+			return rep.Pid, nil
+		}
+	}
+}
+
 // untilExec reads the child's reports until EOF and turns them into the
 // child's verdict: nil once the child reached execve and the pipe closed.
 func (r *reportReader) untilExec() error {

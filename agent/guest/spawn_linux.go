@@ -43,6 +43,7 @@ const (
 	childMntNSFd  = 5 // exec only: the container's mount namespace
 	childConsFd   = 6 // terminal only: where the pty master is sent
 	childStartFd  = 7 // init only: read end of the start pipe
+	childPidNSFd  = 7 // exec only: the container's pid namespace
 )
 
 // Stages a child reports.
@@ -118,7 +119,10 @@ type childConfig struct {
 
 // childReport is one message from the child on fd 4.
 type childReport struct {
-	Stage    string `json:"stage,omitempty"` // stageReady or stageExec
+	Stage string `json:"stage,omitempty"` // stageReady or stageExec
+	// Pid (an exec's stageExec) is the workload the exec child forked,
+	// already running: the exec child itself is not the workload.
+	Pid      int    `json:"pid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Errno    int    `json:"errno,omitempty"`
 	ExecName string `json:"exec_name,omitempty"` // set when Error is an ExecError
@@ -294,148 +298,6 @@ func initCloneFlags(spec *specs.Spec) (flags uintptr, newCgroupNS bool) {
 	return flags, newCgroupNS
 }
 
-// execNamespaces are the namespaces SpawnExec joins from the parent side, in
-// this order. The mount namespace is joined by the child (see runExecChild).
-var execNamespaces = []struct {
-	name string
-	flag int
-}{
-	{"cgroup", unix.CLONE_NEWCGROUP},
-	{"ipc", unix.CLONE_NEWIPC},
-	{"uts", unix.CLONE_NEWUTS},
-	{"net", unix.CLONE_NEWNET},
-	{"pid", unix.CLONE_NEWPID},
-}
-
-// SpawnExec starts p inside the namespaces (mount, pid, ipc, uts, net, cgroup) of the
-// running init process initPid of the container, as `runc exec` does. Same reaping rule
-// as SpawnInit, and the same console for a p with a terminal. spec is the container's
-// spec; only p's fields and its seccomp profile are applied.
-//
-// The pid, ipc, uts, net and cgroup namespaces are joined by a throwaway OS
-// thread of the agent, which then forks the child (a child inherits its
-// namespaces from the forking thread). The mount namespace cannot be joined
-// there because Go's threads share one fs_struct, so the child joins it after
-// unsharing CLONE_FS on its own locked thread.
-func SpawnExec(id string, initPid int, spec *specs.Spec, p *specs.Process, stdio Stdio) (proc *os.Process, console *os.File, err error) {
-	if err := validateID(id); err != nil {
-		return nil, nil, err
-	}
-	if p == nil || len(p.Args) == 0 {
-		return nil, nil, fmt.Errorf("spawn exec in %s: process has no args", id)
-	}
-	// An exec that joined every namespace but the user one would run as
-	// the guest's real root inside a container whose root is not.
-	same, err := sameUserNS(initPid)
-	if err != nil {
-		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
-	}
-	if !same {
-		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, errJoinUserNS)
-	}
-	mnt, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", initPid))
-	if err != nil {
-		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
-	}
-	defer mnt.Close()
-	cg, err := openCgroup(id)
-	if err != nil {
-		return nil, nil, fmt.Errorf("spawn exec in %s: %w", id, err)
-	}
-	if cg != nil {
-		defer cg.Close()
-	}
-	cfg := &childConfig{ID: id, Process: p, Terminal: p.Terminal, Seccomp: containerSeccomp(spec)}
-
-	type result struct {
-		p       *os.Process
-		console *os.File
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread's namespaces are changed for good, so
-		// the runtime must end it when this goroutine returns.
-		runtime.LockOSThread()
-		if err := joinNamespaces(initPid); err != nil {
-			done <- result{nil, nil, err}
-			return
-		}
-		proc, console, err := spawnExecChild(cfg, stdio, cg, mnt)
-		done <- result{proc, console, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		return nil, nil, wrapSpawnError("spawn exec in "+id, r.err)
-	}
-	return r.p, r.console, nil
-}
-
-// containerSeccomp returns the seccomp profile of a container's spec, nil
-// without one.
-func containerSeccomp(spec *specs.Spec) *specs.LinuxSeccomp {
-	if spec == nil || spec.Linux == nil {
-		return nil
-	}
-	return spec.Linux.Seccomp
-}
-
-// spawnExecChild starts an exec child and waits for its verdict; for a
-// terminal it also returns the pty master the child sent.
-func spawnExecChild(cfg *childConfig, stdio Stdio, cg, mntNS *os.File) (*os.Process, *os.File, error) {
-	ch, err := startChild(childExecArg, cfg, stdio, &syscall.SysProcAttr{}, cg, mntNS, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer ch.repR.Close()
-	defer ch.closeConsoleSock()
-	if err := ch.reports.untilExec(); err != nil {
-		// The child exits by itself after reporting; kill covers a child
-		// that got stuck.
-		_ = ch.proc.Kill()
-		return nil, nil, err
-	}
-	// The child sent the master before its exec report.
-	console, err := ch.console()
-	if err != nil {
-		_ = ch.proc.Kill()
-		return nil, nil, err
-	}
-	return ch.proc, console, nil
-}
-
-// joinNamespaces moves the calling (locked) thread into initPid's namespaces.
-// All files are opened first so that a vanished init fails before anything
-// changed.
-func joinNamespaces(initPid int) error {
-	files := make([]*os.File, 0, len(execNamespaces))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	for _, ns := range execNamespaces {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", initPid, ns.name))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && ns.name == "cgroup" {
-				files = append(files, nil) // kernel without cgroup namespaces
-				continue
-			}
-			return fmt.Errorf("open %s namespace: %w", ns.name, err)
-		}
-		files = append(files, f)
-	}
-	for i, ns := range execNamespaces {
-		if files[i] == nil {
-			continue
-		}
-		if err := unix.Setns(int(files[i].Fd()), ns.flag); err != nil {
-			return fmt.Errorf("join %s namespace of pid %d: %w", ns.name, initPid, err)
-		}
-	}
-	return nil
-}
-
 // child is a container child that has been started and sent its config.
 type child struct {
 	proc     *os.Process
@@ -445,9 +307,10 @@ type child struct {
 }
 
 // startChild starts the agent binary as a container child and sends it its
-// config. mntNS, when not nil, becomes the child's fd 5, and start fd 7. The
-// caller reads the child's reports and closes repR and the console socket.
-func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, start *os.File) (*child, error) {
+// config. mntNS, when not nil, becomes the child's fd 5, and fd7 fd 7 (an
+// init's start pipe, an exec's pid namespace). The caller reads the child's
+// reports and closes repR and the console socket.
+func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, fd7 *os.File) (*child, error) {
 	if cfg.Terminal {
 		// The child makes the pty its own stdio.
 		stdio = Stdio{}
@@ -489,8 +352,8 @@ func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 		}
 	}
 	files = append(files, consChild) // nil: fd 6 closed
-	if start != nil {
-		files = append(files, start)
+	if fd7 != nil {
+		files = append(files, fd7)
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
 		Files: files,
@@ -673,7 +536,7 @@ func runInitChild(cfg *childConfig) error {
 	// As runc: after the container's mounts and the pivot (the pty must
 	// come from its devpts), before the rootfs is finished.
 	if cfg.Terminal {
-		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true); err != nil {
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true, true); err != nil {
 			return err
 		}
 	}
@@ -692,37 +555,15 @@ func runInitChild(cfg *childConfig) error {
 	if err := readonlyRoot(spec); err != nil {
 		return err
 	}
-	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true)
-}
-
-// runExecChild joins the container's mount namespace (the others were
-// inherited from the parent's thread) and execs the workload.
-func runExecChild(cfg *childConfig) error {
-	unix.Umask(0)
-	lastCap, err := lastCapability()
-	if err != nil {
-		return err
-	}
-	// setns(CLONE_NEWNS) needs an fs_struct of our own; this thread is locked,
-	// so the rest of the setup and execve see the new root.
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return fmt.Errorf("unshare fs: %w", err)
-	}
-	if err := unix.Setns(childMntNSFd, unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("join mount namespace: %w", err)
-	}
-	unix.Close(childMntNSFd)
-	if cfg.Terminal {
-		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, false); err != nil {
-			return err
-		}
-	}
-	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, false)
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true, false)
 }
 
 // finishProcess applies the process-level settings, common to init and exec,
 // in runc's order, and execs the workload. An init (await) first waits for
-// its start byte, after everything that can fail but execve itself.
+// its start byte, after everything that can fail but execve itself. An exec
+// (fork) forks the workload instead, with everything applied: credentials,
+// no_new_privs, the seccomp filter and rlimits are inherited, and the fork
+// execs at once (forkWorkload).
 //
 // The seccomp filter (sc, when not nil) is compiled first, so that a bad
 // profile fails like any setup error, and loaded as late as it can be, as
@@ -730,7 +571,7 @@ func runExecChild(cfg *childConfig) error {
 // needs CAP_SYS_ADMIN, so just before applyCreds drops capabilities, and the
 // profile must then allow what follows (credentials, chdir, the executable
 // lookup, the reports and start wait on the pipes, execve).
-func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await bool) error {
+func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await, fork bool) error {
 	var filter *seccompFilter
 	if sc != nil {
 		var err error
@@ -782,6 +623,9 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await 
 		return err
 	}
 	report := os.NewFile(childReportFd, "report")
+	if fork {
+		return forkWorkload(report, path, p, env, filter)
+	}
 	if await {
 		writeReport(report, childReport{Stage: stageReady})
 		if err := awaitStart(); err != nil {

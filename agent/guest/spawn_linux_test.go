@@ -20,8 +20,16 @@ import (
 
 // TestMain lets SpawnInit and SpawnExec re-execute the test binary as the
 // container child.
+//
+// The test process is a child subreaper, as the agent is the guest's PID 1:
+// an exec's workload is forked by the exec child, which exits, and must
+// become the test's child to be waited for.
 func TestMain(m *testing.M) {
 	MaybeRunChild()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "set child subreaper:", err)
+		os.Exit(2)
+	}
 	os.Exit(m.Run())
 }
 
@@ -228,9 +236,16 @@ func (s *pipeStdio) waitLine(t *testing.T) string {
 func reap(t *testing.T, pid int) unix.WaitStatus {
 	t.Helper()
 	var ws unix.WaitStatus
+	start := time.Now()
 	for {
 		_, err := unix.Wait4(pid, &ws, 0, nil)
 		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		// An exec's workload is the test's child once the exec child that
+		// forked it has exited.
+		if errors.Is(err, unix.ECHILD) && time.Since(start) < 5*time.Second {
+			time.Sleep(5 * time.Millisecond)
 			continue
 		}
 		if err != nil {
