@@ -21,20 +21,21 @@ func (a *app) psCommand() *cli.Command {
 			if cmd.Args().Len() < 1 {
 				return fmt.Errorf("ps: a container id is required")
 			}
-			procs, err := runtime.Ps(ctx, a.globals(cmd), cmd.Args().First(), a.log)
-			if err != nil {
-				return err
-			}
 			w := cmd.Root().Writer
 			switch cmd.String("format") {
 			case "json":
-				pids := make([]int, 0, len(procs))
-				for _, p := range procs {
-					pids = append(pids, p)
+				// Host pids, as runc gives (see runtime.HostPids).
+				pids, err := runtime.HostPids(a.globals(cmd), cmd.Args().First(), a.log)
+				if err != nil {
+					return err
 				}
 				return json.NewEncoder(w).Encode(pids)
 			case "table":
-				fmt.Fprintln(w, "PID")
+				procs, err := runtime.Ps(ctx, a.globals(cmd), cmd.Args().First(), a.log)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(w, "PID (in the guest)")
 				for _, p := range procs {
 					fmt.Fprintln(w, p)
 				}

@@ -46,6 +46,25 @@ func TestDockerLimitsVisible(t *testing.T) {
 			t.Errorf("after docker update the container read %q, want %q in it", out, want)
 		}
 	}
+	// docker top: the container's host processes (its stand-ins), never
+	// host processes that happen to have the guest's pids.
+	pid := dkrInspect(t, name, "{{.State.Pid}}")
+	r := dkr(t, "", "top", name, "-o", "pid,args")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) < 2 {
+		t.Errorf("docker top: exit %d, %q", r.code, r.stdout)
+	}
+	found := false
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		found = found || (len(f) > 0 && f[0] == pid)
+		if !strings.Contains(l, " stand-in ") {
+			t.Errorf("docker top shows a process that is not the container's: %q", l)
+		}
+	}
+	if !found {
+		t.Errorf("docker top does not show the container's pid %s: %q", pid, r.stdout)
+	}
 	if r := dkr(t, "", "rm", "-f", name); r.code != 0 {
 		t.Errorf("docker rm -f: exit %d: %s", r.code, r.stderr)
 	}
