@@ -73,6 +73,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	// thread, kept for the monitor's life, never from one that Go may end
 	// (a thread whose locked goroutine exits is terminated).
 	goruntime.LockOSThread()
+	LimitHelperMemory()
 	st, err := LoadState(d)
 	if err != nil {
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -101,7 +102,9 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
 
-	sess, err := guestSession(h.conn, log)
+	// A guest that breaks the protocol cannot be talked to again: its VM
+	// is stopped, and the sandbox with it.
+	sess, err := guestSession(h.conn, func(error) { h.qemu.Process.Kill() }, log)
 	if err != nil {
 		err = fmt.Errorf("start yamux: %w", err)
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -196,32 +199,26 @@ func reportReady(ready *os.File, m monitorReady) {
 }
 
 // guestSession multiplexes the agent connection. Every byte on it comes
-// from the guest, which is untrusted. yamux's windows bound what each
-// stream buffers (256 KiB) and the streams are the host's, opened one per
-// client connection. The agent never opens a stream, so a guest that does
-// is refused: the session ends at once. Left alone, yamux would keep up to
-// AcceptBacklog guest-opened streams with a full window each (256 × 256
-// KiB by default) for an Accept that never comes.
-func guestSession(conn net.Conn, log *slog.Logger) (*yamux.Session, error) {
+// from the guest, which is untrusted: guestConn refuses, before yamux sees
+// them, the frames the agent never sends and yamux would pay for (pings,
+// go-aways, streams the guest opens, frames for streams the host never
+// opened, data frames longer than a window), and calls fault with the
+// first. yamux's windows bound what each stream buffers (256 KiB), and the
+// streams are the host's, opened one per client connection.
+func guestSession(conn net.Conn, fault func(error), log *slog.Logger) (*yamux.Session, error) {
 	ycfg := yamux.DefaultConfig()
 	ycfg.LogOutput = io.Discard
 	ycfg.EnableKeepAlive = false
 	// A paused guest stops draining the port; don't kill the session for it.
 	ycfg.ConnectionWriteTimeout = 5 * time.Minute
 	ycfg.AcceptBacklog = 1
-	sess, err := yamux.Client(conn, ycfg)
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			return // the session ended
+	gc := newGuestConn(conn, ycfg.MaxStreamWindowSize, func(err error) {
+		log.Error("closing the session to the guest", "err", err)
+		if fault != nil {
+			fault(err)
 		}
-		log.Warn("the guest opened a stream, which the agent never does: closing the session to the guest", "stream", st.StreamID())
-		sess.Close()
-	}()
-	return sess, nil
+	})
+	return yamux.Client(gc, ycfg)
 }
 
 // serveProxy maps each client connection onto a new yamux stream.
