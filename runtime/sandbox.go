@@ -45,11 +45,13 @@ func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, monitorRea
 		return ProcessRef{}, monitorReady{}, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer pr.Close()
-	args := []string{"--root", g.Root}
+	// Flag values are joined to their flags and the id comes after "--":
+	// a root or an id may begin with '-' (runc allows "-d" as an id).
+	args := []string{"--root=" + g.Root}
 	if g.Debug {
 		args = append(args, "--debug")
 	}
-	args = append(args, MonitorCommand, d.ID)
+	args = append(args, MonitorCommand, "--", d.ID)
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
