@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -413,7 +412,11 @@ func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *Sandbox
 		return h, hello, fmt.Errorf("start qemu: %w", err)
 	}
 	h.qemu, h.qemuStarted = cmd, time.Now()
-	os.WriteFile(d.QEMUPid(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	// With its start time: delete signals it only if it is still this
+	// process, never a later one that got its pid.
+	if ref, err := RefOf(cmd.Process.Pid); err == nil {
+		writeProcessRef(d.QEMUPid(), ref)
+	}
 	go func() {
 		cmd.Wait()
 		close(h.qemuDone)
