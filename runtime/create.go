@@ -157,6 +157,9 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		log.Warn(w)
 	}
 	sc = sc.SizeFor(b.Spec, goruntime.NumCPU())
+	if err := sc.checkSize(b.Spec, configName(o.Config)); err != nil {
+		return nil, nil, err
+	}
 	sandbox, err := SandboxOf(o.ID, b.Spec.Annotations)
 	if err != nil {
 		return nil, nil, err
