@@ -21,9 +21,9 @@ import (
 // session ends, and fault is called once (the monitor stops the VM).
 //
 // What is left costs the host no more than the guest sends: data frames
-// for the host's own streams, bounded by their windows (yamux ends the
-// session on an overrun), window updates, and frames for streams the host
-// has already closed, whose payload (at most one window) yamux discards.
+// for the host's own streams, within the windows the host granted them,
+// window updates, and frames for streams the host has already closed,
+// whose payload (at most one window each) yamux discards.
 //
 // It also reads the frame headers the host sends, to know which streams
 // the host has opened. yamux reads from one goroutine and writes from
@@ -44,9 +44,13 @@ type guestConn struct {
 }
 
 // streamSeen is what the guest and the host have closed of one of the
-// host's streams.
+// host's streams, and how many bytes the guest may still send on it.
 type streamSeen struct {
 	guestFIN, hostFIN bool
+	// credit is the stream's receive window as the host has granted it:
+	// one window at the start, plus every window update the host sent
+	// (counted before it is written, so never less than the guest knows).
+	credit uint64
 }
 
 // errGuestProtocol is the cause of every refused frame.
@@ -172,11 +176,14 @@ func (g *guestConn) noteHost(h yamuxHeader) error {
 	defer g.mu.Unlock()
 	if h.flags&yamuxFlagSYN != 0 {
 		g.opened = max(g.opened, h.stream)
-		g.streams[h.stream] = &streamSeen{}
+		g.streams[h.stream] = &streamSeen{credit: uint64(g.maxData)}
 	}
 	s := g.streams[h.stream]
 	if s == nil {
 		return nil
+	}
+	if h.typ == yamuxTypeWindowUpdate {
+		s.credit += uint64(h.length)
 	}
 	if h.flags&yamuxFlagFIN != 0 {
 		s.hostFIN = true
@@ -222,8 +229,16 @@ func (g *guestConn) checkGuest(h yamuxHeader) error {
 		// discards its payload, which is at most one window.
 		return nil
 	}
-	if s.guestFIN && h.typ == yamuxTypeData && h.length > 0 {
-		return bad("data after the guest's own FIN")
+	if h.typ == yamuxTypeData {
+		if s.guestFIN && h.length > 0 {
+			return bad("data after the guest's own FIN")
+		}
+		// yamux would end the session too, but only after queueing a
+		// go-away, which waits for a guest that may not read.
+		if uint64(h.length) > s.credit {
+			return bad(fmt.Sprintf("data beyond the stream's window (%d bytes left)", s.credit))
+		}
+		s.credit -= uint64(h.length)
 	}
 	if h.flags&yamuxFlagFIN != 0 {
 		s.guestFIN = true

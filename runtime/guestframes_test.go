@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // A guest that stops reading its port and floods the host with pings
@@ -91,6 +93,7 @@ func TestGuestFrameCheck(t *testing.T) {
 		{"stream never opened", yamuxFrame(yData, 0, 99, 1, []byte("x")), true},
 		{"stream zero", yamuxFrame(yData, 0, 0, 1, []byte("x")), true},
 		{"longer than the window", yamuxFrame(yData, 0, 1, 256<<10+1, nil), true},
+		{"beyond the window", append(yamuxFrame(yData, 0, 1, 200<<10, make([]byte, 200<<10)), yamuxFrame(yData, 0, 1, 100<<10, make([]byte, 100<<10))...), true},
 		{"the agent's answer", append(yamuxFrame(yWindowUpdate, fACK, 1, 0, nil), yamuxFrame(yData, fFIN, 1, uint32(len(okReply)), okReply)...), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,5 +153,54 @@ func TestFrameScannerSplits(t *testing.T) {
 		if len(ids) != 5 || ids[4] != 9 {
 			t.Fatalf("cut %d: headers for streams %v", cut, ids)
 		}
+	}
+}
+
+// A real yamux peer that sends megabytes on the host's streams, within the
+// windows the host grants as it reads, never trips the frame check.
+func TestGuestFrameCheckBulk(t *testing.T) {
+	host, guest := connPair(t)
+	var faults atomic.Int32
+	sess, err := guestSession(host, func(error) { faults.Add(1) }, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	cfg.EnableKeepAlive = false
+	peer, err := yamux.Server(guest, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	const size = 4 << 20
+	go func() {
+		for {
+			st, err := peer.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer st.Close()
+				st.Write(bytes.Repeat([]byte{'y'}, size))
+			}()
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		st, err := sess.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Write([]byte("go"))
+		st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, st)
+		st.Close()
+		if n != size || err != nil {
+			t.Fatalf("stream %d: read %d bytes of %d: %v", i, n, size, err)
+		}
+	}
+	if faults.Load() != 0 {
+		t.Error("a well-behaved peer was refused")
 	}
 }

@@ -4,7 +4,7 @@ import "runtime/debug"
 
 // helperMemoryLimit is the Go memory limit of the host processes that live
 // as long as a sandbox or a container process (the monitor, the stand-ins).
-// Idle, each uses a few MiB; what the guest can make them hold is bounded
+// Idle, each holds about 10 MiB of RSS; what the guest can make them hold is bounded
 // by the protocol (yamux windows of 256 KiB per stream, agent frames of
 // at most agent.MaxFrameSize, no goroutine per guest frame: guestConn).
 // The limit is Go's soft one: past it the garbage collector runs as often
