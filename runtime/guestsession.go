@@ -4,8 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
 )
 
 // guestConn sits between the agent's connection and the monitor's yamux
@@ -247,4 +252,61 @@ func (g *guestConn) checkGuest(h yamuxHeader) error {
 		delete(g.streams, h.stream)
 	}
 	return nil
+}
+
+// guestSession multiplexes the agent connection. Every byte on it comes
+// from the guest, which is untrusted: guestConn refuses, before yamux sees
+// them, the frames the agent never sends and yamux would pay for (pings,
+// go-aways, streams the guest opens, frames for streams the host never
+// opened, data frames longer than a window), and calls fault with the
+// first. yamux's windows bound what each stream buffers (256 KiB), and the
+// streams are the host's, opened one per client connection.
+func guestSession(conn net.Conn, fault func(error), log *slog.Logger) (*yamux.Session, error) {
+	ycfg := yamux.DefaultConfig()
+	ycfg.LogOutput = io.Discard
+	ycfg.EnableKeepAlive = false
+	// A paused guest stops draining the port; don't kill the session for it.
+	ycfg.ConnectionWriteTimeout = 5 * time.Minute
+	ycfg.AcceptBacklog = 1
+	gc := newGuestConn(conn, ycfg.MaxStreamWindowSize, func(err error) {
+		log.Error("closing the session to the guest", "err", err)
+		if fault != nil {
+			fault(err)
+		}
+	})
+	return yamux.Client(gc, ycfg)
+}
+
+// serveProxy maps each client connection onto a new yamux stream.
+func serveProxy(ln net.Listener, sess *yamux.Session, log *slog.Logger) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			st, err := sess.OpenStream()
+			if err != nil {
+				log.Warn("open stream to agent", "err", err)
+				return
+			}
+			defer st.Close()
+			splice(c.(*net.UnixConn), st)
+		}()
+	}
+}
+
+// splice copies both ways, passing each direction's end on as a half-close.
+func splice(c *net.UnixConn, st *yamux.Stream) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(st, c)
+		st.Close() // half-close: the agent sees EOF, the stream stays readable
+	}()
+	io.Copy(c, st)
+	c.CloseWrite()
+	wg.Wait()
 }
