@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -84,9 +85,10 @@ func checkHooks(h *specs.Hooks) error {
 	return nil
 }
 
-// hookWaitDelay is how long a hook's output pipes may stay open after its
-// process group was killed at its deadline (a child that left the group
-// may hold them); then the hook counts as done.
+// hookWaitDelay is how long a hook's output pipes may stay open after the
+// hook exited or its process group was killed at its deadline (a child
+// that left the group, or a daemon it started, may hold them); then the
+// hook counts as done, by its own exit status.
 const hookWaitDelay = 100 * time.Millisecond
 
 // runHook runs one hook in a process group of its own. At its deadline the
@@ -119,6 +121,9 @@ func runHook(h specs.Hook, state []byte) error {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = hookWaitDelay
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the hook exited 0; what it left holding its pipes is not it
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("hook %s: timeout after %ds", h.Path, *h.Timeout)
 	}

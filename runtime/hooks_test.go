@@ -88,3 +88,16 @@ func isZombie(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
+
+// A hook that exits 0 but leaves a child holding its output is done when
+// it exits (within hookWaitDelay), and succeeds.
+func TestHookLeavingAChild(t *testing.T) {
+	hook := specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c", "sleep 5 & exit 0"}}
+	start := time.Now()
+	if err := runHook(hook, []byte("{}")); err != nil {
+		t.Errorf("a hook that exited 0: %v", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("waited %s for the hook's child", took)
+	}
+}
