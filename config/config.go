@@ -34,13 +34,17 @@ const DataDir = "/usr/share/runvirt"
 // Config is runvirt's configuration. The TOML keys are the field tags;
 // config.toml.example documents each one.
 type Config struct {
-	QEMU         string   `toml:"qemu"`
-	Virtiofsd    string   `toml:"virtiofsd"`
-	Kernel       string   `toml:"kernel"`
-	Initrd       string   `toml:"initrd"`
-	Machine      string   `toml:"machine"`
-	VCPUs        int      `toml:"vcpus"`
-	MemoryMiB    int      `toml:"memory_mib"`
+	QEMU      string `toml:"qemu"`
+	Virtiofsd string `toml:"virtiofsd"`
+	Kernel    string `toml:"kernel"`
+	Initrd    string `toml:"initrd"`
+	Machine   string `toml:"machine"`
+	VCPUs     int    `toml:"vcpus"`
+	MemoryMiB int    `toml:"memory_mib"`
+	// MaxMemoryMiB bounds the VM a container's memory limit may grow a
+	// sandbox to: the guest kernel maps all of its RAM at boot, which
+	// costs the host memory at once however little the workload uses.
+	MaxMemoryMiB int      `toml:"max_memory_mib"`
 	Accel        string   `toml:"accel"`
 	SharedFS     string   `toml:"shared_fs"`
 	Transport    string   `toml:"transport"`
@@ -92,19 +96,22 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 // Default returns the built-in configuration.
 func Default() *Config {
 	return &Config{
-		QEMU:        "qemu-system-x86_64",
-		Virtiofsd:   "/usr/lib/qemu/virtiofsd",
-		Kernel:      DataDir + "/vmlinux",
-		Initrd:      DataDir + "/initrd.img",
-		Machine:     "microvm",
-		VCPUs:       1,
-		MemoryMiB:   256,
-		Accel:       "auto",
-		SharedFS:    "virtio-fs",
-		Transport:   "auto",
-		LateNetwork: true,
-		BootTimeout: Duration{60 * time.Second},
-		QEMUUser:    "sandbox",
+		QEMU:      "qemu-system-x86_64",
+		Virtiofsd: "/usr/lib/qemu/virtiofsd",
+		Kernel:    DataDir + "/vmlinux",
+		Initrd:    DataDir + "/initrd.img",
+		Machine:   "microvm",
+		VCPUs:     1,
+		MemoryMiB: 256,
+		// The guest's page structures for 8 GiB cost ~130 MiB of host
+		// memory at boot (see config.toml.example).
+		MaxMemoryMiB: 8192,
+		Accel:        "auto",
+		SharedFS:     "virtio-fs",
+		Transport:    "auto",
+		LateNetwork:  true,
+		BootTimeout:  Duration{60 * time.Second},
+		QEMUUser:     "sandbox",
 		// 0x70000000 + 64 Ki: above the container ranges systemd-nspawn
 		// and /etc/subuid hand out.
 		QEMUUIDRange: "1879048192-1879113727",
@@ -194,6 +201,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryMiB < 64 || c.MemoryMiB > 1<<20 {
 		return fmt.Errorf("memory_mib: %d is out of range 64-1048576", c.MemoryMiB)
+	}
+	if c.MaxMemoryMiB < c.MemoryMiB || c.MaxMemoryMiB > 1<<20 {
+		return fmt.Errorf("max_memory_mib: %d is out of range %d (memory_mib)-1048576", c.MaxMemoryMiB, c.MemoryMiB)
 	}
 	if c.BootTimeout.Duration <= 0 {
 		return fmt.Errorf("boot_timeout: %s must be positive", c.BootTimeout)

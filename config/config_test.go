@@ -51,6 +51,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{`transport = "tcp"`, "transport"},
 		{`vcpus = 0`, "vcpus"},
 		{`memory_mib = 8`, "memory_mib"},
+		{"memory_mib = 1024\nmax_memory_mib = 512", "max_memory_mib"},
+		{`max_memory_mib = 2000000`, "max_memory_mib"},
 		{`boot_timeout = "soon"`, "boot_timeout"},
 		{`boot_timeout = "-1s"`, "boot_timeout"},
 		{`qemu = ""`, "qemu"},

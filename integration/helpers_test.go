@@ -341,7 +341,7 @@ func (e *env) state(id string) (st struct {
 	Status string `json:"status"`
 	Bundle string `json:"bundle"`
 }, ok bool) {
-	out, err := e.command("state", id).Output()
+	out, err := e.command("state", "--", id).Output()
 	if err != nil {
 		return st, false
 	}

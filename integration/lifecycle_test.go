@@ -354,7 +354,7 @@ func TestFaults(t *testing.T) {
 			case "qemu":
 				target = findProcess(t, "qemu-system", e.root+"/"+id+"/")
 			case "monitor":
-				target = findProcess(t, "monitor "+id, e.root)
+				target = findProcess(t, "monitor -- "+id, e.root)
 			}
 			syscall.Kill(target, syscall.SIGKILL)
 			if !e.waitStatus(id, "stopped", 30*time.Second) {

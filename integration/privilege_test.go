@@ -124,7 +124,7 @@ func TestQEMUUnprivileged(t *testing.T) {
 	}
 
 	// kill -9 of b's monitor takes its (unprivileged) QEMU down with it.
-	syscall.Kill(findProcess(t, "monitor b", e.root), syscall.SIGKILL)
+	syscall.Kill(findProcess(t, "monitor -- b", e.root), syscall.SIGKILL)
 	gone := false
 	for t0 := time.Now(); time.Since(t0) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
 		if !alive(qb) {

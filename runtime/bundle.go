@@ -101,5 +101,5 @@ func checkSpec(s *specs.Spec) error {
 			return fmt.Errorf("mounts[%d].destination %q must be an absolute path", i, m.Destination)
 		}
 	}
-	return nil
+	return checkHooks(s.Hooks)
 }

@@ -22,10 +22,15 @@ const (
 	StatusRunning  = "running"
 	StatusPaused   = "paused"
 	StatusStopped  = "stopped"
+	// StatusUnknown is a container whose VM runs but whose agent does not
+	// answer (a wedged or hostile guest): it may still be running, so it
+	// is never reported as stopped.
+	StatusUnknown = "unknown"
 )
 
 // statusTimeout bounds how long a verb waits for the agent when deriving a
-// container's status; an agent that does not answer counts as stopped.
+// container's status; an agent that does not answer while its VM runs
+// makes the status unknown.
 const statusTimeout = 5 * time.Second
 
 // Container is a container loaded from its state directory by a verb.
@@ -94,7 +99,7 @@ func (c *Container) Status(ctx context.Context) string {
 	resp, err := c.client().State(ctx, st.ID)
 	if err != nil {
 		c.log.Debug("agent state", "err", err)
-		return StatusStopped
+		return statusWithoutAnswer(err, st.Monitor)
 	}
 	switch resp.Status {
 	case StatusCreated, StatusRunning, StatusPaused:
@@ -106,6 +111,20 @@ func (c *Container) Status(ctx context.Context) string {
 		return resp.Status
 	}
 	return StatusStopped
+}
+
+// statusWithoutAnswer is the status of a container whose agent failed to
+// tell its state. An agent that answered with an error (it knows no such
+// container) and a VM that is gone by now (its monitor exited, as during a
+// shutdown) mean stopped; a VM that runs while its agent is silent or
+// garbled means unknown: its processes may still run, and reporting them
+// stopped would let a client delete state, or reuse resources, under them.
+func statusWithoutAnswer(err error, monitor ProcessRef) string {
+	var re *agent.RemoteError
+	if errors.As(err, &re) || !monitor.Alive() {
+		return StatusStopped
+	}
+	return StatusUnknown
 }
 
 // createInProgress tells a create that is still working (it holds the

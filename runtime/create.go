@@ -55,7 +55,7 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 
 	spec := c.spec
 	if o.PreserveFDs > 0 {
-		o.Log.Warn("--preserve-fds: file descriptors cannot cross into the VM; ignoring them", "count", o.PreserveFDs)
+		o.Log.Warn("--preserve-fds: file descriptors cannot cross into the VM; ignoring them (no process runvirt starts gets them)", "count", o.PreserveFDs)
 	}
 	ns := nsPlanOf(spec)
 	if n := c.State.Network; n != nil && n.Own {
@@ -157,6 +157,9 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		log.Warn(w)
 	}
 	sc = sc.SizeFor(b.Spec, goruntime.NumCPU())
+	if err := sc.checkSize(b.Spec, configName(o.Config)); err != nil {
+		return nil, nil, err
+	}
 	sandbox, err := SandboxOf(o.ID, b.Spec.Annotations)
 	if err != nil {
 		return nil, nil, err

@@ -27,6 +27,10 @@ func Delete(ctx context.Context, g Globals, id string, force bool, log *slog.Log
 		if !force {
 			return fmt.Errorf("cannot delete container %s that is not stopped: %s", id, status)
 		}
+	case StatusUnknown:
+		if !force {
+			return fmt.Errorf("cannot delete container %s: its vm runs but its agent does not answer (delete --force stops the vm)", id)
+		}
 	case StatusCreating:
 		return fmt.Errorf("cannot delete container %s: it is being created", id)
 	}

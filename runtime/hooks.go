@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -65,7 +68,37 @@ func runHooks(h *specs.Hooks, kind hookKind, st *specs.State) error {
 	return nil
 }
 
+// checkHooks refuses a hook whose path is not absolute, as runc does at
+// create: the spec requires an absolute path, and a relative one would be
+// looked up in runvirt's $PATH (or its working directory).
+func checkHooks(h *specs.Hooks) error {
+	for _, kind := range []hookKind{hookCreateRuntime, hookCreateContainer, hookStartContainer, hookPrestart, hookPoststart, hookPoststop} {
+		for i, hook := range hooksOf(h, kind) {
+			if !filepath.IsAbs(hook.Path) {
+				return fmt.Errorf("hooks.%s[%d]: path %q must be absolute", kind, i, hook.Path)
+			}
+			if hook.Timeout != nil && *hook.Timeout <= 0 {
+				return fmt.Errorf("hooks.%s[%d] (%s): timeout must be positive, got %d", kind, i, hook.Path, *hook.Timeout)
+			}
+		}
+	}
+	return nil
+}
+
+// hookWaitDelay is how long a hook's output pipes may stay open after the
+// hook exited or its process group was killed at its deadline (a child
+// that left the group, or a daemon it started, may hold them); then the
+// hook counts as done, by its own exit status.
+const hookWaitDelay = 100 * time.Millisecond
+
+// runHook runs one hook in a process group of its own. At its deadline the
+// whole group is killed, and runHook returns without waiting for what
+// still holds the hook's pipes beyond hookWaitDelay: the timeout holds to
+// a fraction of a second.
 func runHook(h specs.Hook, state []byte) error {
+	if !filepath.IsAbs(h.Path) {
+		return fmt.Errorf("hook %s: path must be absolute", h.Path)
+	}
 	ctx := context.Background()
 	if h.Timeout != nil {
 		if *h.Timeout <= 0 {
@@ -75,18 +108,22 @@ func runHook(h specs.Hook, state []byte) error {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(*h.Timeout)*time.Second)
 		defer cancel()
 	}
+	// The path is absolute: CommandContext looks nothing up.
 	cmd := exec.CommandContext(ctx, h.Path)
 	if len(h.Args) > 0 {
 		cmd.Args = h.Args
-	} else {
-		cmd.Args = []string{h.Path}
 	}
 	cmd.Env = h.Env
 	cmd.Stdin = bytes.NewReader(state)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = hookWaitDelay
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the hook exited 0; what it left holding its pipes is not it
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("hook %s: timeout after %ds", h.Path, *h.Timeout)
 	}

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +72,7 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	// thread, kept for the monitor's life, never from one that Go may end
 	// (a thread whose locked goroutine exits is terminated).
 	goruntime.LockOSThread()
+	LimitHelperMemory()
 	st, err := LoadState(d)
 	if err != nil {
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -101,7 +101,9 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
 
-	sess, err := guestSession(h.conn, log)
+	// A guest that breaks the protocol cannot be talked to again: its VM
+	// is stopped, and the sandbox with it.
+	sess, err := guestSession(h.conn, func(error) { h.qemu.Process.Kill() }, log)
 	if err != nil {
 		err = fmt.Errorf("start yamux: %w", err)
 		reportReady(ready, monitorReady{Error: err.Error()})
@@ -193,69 +195,6 @@ func reportReady(ready *os.File, m monitorReady) {
 	}
 	json.NewEncoder(ready).Encode(m)
 	ready.Close()
-}
-
-// guestSession multiplexes the agent connection. Every byte on it comes
-// from the guest, which is untrusted. yamux's windows bound what each
-// stream buffers (256 KiB) and the streams are the host's, opened one per
-// client connection. The agent never opens a stream, so a guest that does
-// is refused: the session ends at once. Left alone, yamux would keep up to
-// AcceptBacklog guest-opened streams with a full window each (256 × 256
-// KiB by default) for an Accept that never comes.
-func guestSession(conn net.Conn, log *slog.Logger) (*yamux.Session, error) {
-	ycfg := yamux.DefaultConfig()
-	ycfg.LogOutput = io.Discard
-	ycfg.EnableKeepAlive = false
-	// A paused guest stops draining the port; don't kill the session for it.
-	ycfg.ConnectionWriteTimeout = 5 * time.Minute
-	ycfg.AcceptBacklog = 1
-	sess, err := yamux.Client(conn, ycfg)
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			return // the session ended
-		}
-		log.Warn("the guest opened a stream, which the agent never does: closing the session to the guest", "stream", st.StreamID())
-		sess.Close()
-	}()
-	return sess, nil
-}
-
-// serveProxy maps each client connection onto a new yamux stream.
-func serveProxy(ln net.Listener, sess *yamux.Session, log *slog.Logger) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			st, err := sess.OpenStream()
-			if err != nil {
-				log.Warn("open stream to agent", "err", err)
-				return
-			}
-			defer st.Close()
-			splice(c.(*net.UnixConn), st)
-		}()
-	}
-}
-
-// splice copies both ways, passing each direction's end on as a half-close.
-func splice(c *net.UnixConn, st *yamux.Stream) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		io.Copy(st, c)
-		st.Close() // half-close: the agent sees EOF, the stream stays readable
-	}()
-	io.Copy(c, st)
-	c.CloseWrite()
-	wg.Wait()
 }
 
 // startVM starts the sandbox's VM and waits for the agent's hello: restored
@@ -416,7 +355,11 @@ func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *Sandbox
 		return h, hello, fmt.Errorf("start qemu: %w", err)
 	}
 	h.qemu, h.qemuStarted = cmd, time.Now()
-	os.WriteFile(d.QEMUPid(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600)
+	// With its start time: delete signals it only if it is still this
+	// process, never a later one that got its pid.
+	if ref, err := RefOf(cmd.Process.Pid); err == nil {
+		writeProcessRef(d.QEMUPid(), ref)
+	}
 	go func() {
 		cmd.Wait()
 		close(h.qemuDone)

@@ -40,7 +40,7 @@ var proxyN atomic.Int64
 // newHostSide starts the monitor's session and proxy on hostConn, with the
 // proxy's socket in dir.
 func newHostSide(t testing.TB, dir string, hostConn net.Conn) *hostSide {
-	sess, err := guestSession(hostConn, quiet)
+	sess, err := guestSession(hostConn, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +151,10 @@ func TestGuestOpenedStreamEndsSession(t *testing.T) {
 }
 
 // FuzzGuestSession: whatever bytes the guest sends on the agent's channel
-// (yamux frames or not), the monitor's session and proxy neither panic nor
-// hang: a client call through the proxy returns within its timeout, the
-// session ends when the guest's connection does, and nothing is left
-// running.
+// (yamux frames or not), and whether or not it reads what the host sends,
+// the monitor's session and proxy neither panic nor hang: a client call
+// through the proxy returns within its timeout, the session ends when the
+// guest's connection does, and nothing is left running.
 func FuzzGuestSession(f *testing.F) {
 	// A well-behaved answer to the host's first stream (id 1): ACK, the
 	// agent's reply, FIN.
@@ -166,43 +166,55 @@ func FuzzGuestSession(f *testing.F) {
 	f.Add(yamuxFrame(yData, fACK, 1, 1<<30, nil))              // more than the window
 	f.Add(yamuxFrame(yWindowUpdate, fACK, 1, 0xffffffff, nil)) // a window overflow
 	f.Add(append(yamuxFrame(yPing, fSYN, 0, 7, nil), yamuxFrame(yGoAway, 0, 0, 1, nil)...))
+	f.Add(bytes.Repeat(yamuxFrame(yPing, fSYN, 0, 7, nil), 1000)) // a ping flood
+	f.Add(yamuxFrame(yData, 0, 5, 4, []byte("late")))             // a stream never opened
 	f.Add(yamuxFrame(yWindowUpdate, fRST, 1, 0, nil))
 	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}) // a bad version
 	f.Add([]byte("not yamux at all"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, fromGuest []byte) {
-		before := goruntime.NumGoroutine()
-		host, guest := connPair(t)
-		h := newHostSide(t, dir, host)
-		// The guest: wait for the host's first frame, answer with the
-		// input, then go away (its reads drain whatever the host sends).
-		guestDone := make(chan struct{})
-		go func() {
-			defer close(guestDone)
-			guest.SetDeadline(time.Now().Add(3 * time.Second))
-			hdr := make([]byte, 12)
-			io.ReadFull(guest, hdr)
-			go io.Copy(io.Discard, guest)
-			guest.Write(fromGuest)
-			guest.CloseWrite()
-		}()
-		call := make(chan error, 1)
-		go func() { call <- h.client.Ping(context.Background()) }()
-		select {
-		case <-call:
-		case <-time.After(5 * time.Second):
-			t.Fatal("a client call through the proxy did not return within its timeout")
+		// A guest that drains the host's frames, and one that stops
+		// reading its port (the host's writes then block).
+		for _, drains := range []bool{true, false} {
+			guestSessionOnce(t, dir, fromGuest, drains)
 		}
-		<-guestDone
-		select {
-		case <-h.sess.CloseChan():
-		case <-time.After(5 * time.Second):
-			t.Fatal("the session outlived the guest's connection")
-		}
-		guest.Close()
-		h.close(t)
-		noLeak(t, before)
 	})
+}
+
+func guestSessionOnce(t *testing.T, dir string, fromGuest []byte, drains bool) {
+	before := goruntime.NumGoroutine()
+	host, guest := connPair(t)
+	h := newHostSide(t, dir, host)
+	// The guest: wait for the host's first frame, answer with the input,
+	// then go away.
+	guestDone := make(chan struct{})
+	go func() {
+		defer close(guestDone)
+		guest.SetDeadline(time.Now().Add(3 * time.Second))
+		hdr := make([]byte, 12)
+		io.ReadFull(guest, hdr)
+		if drains {
+			go io.Copy(io.Discard, guest)
+		}
+		guest.Write(fromGuest)
+		guest.CloseWrite()
+	}()
+	call := make(chan error, 1)
+	go func() { call <- h.client.Ping(context.Background()) }()
+	select {
+	case <-call:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("drains %v: a client call through the proxy did not return within its timeout", drains)
+	}
+	<-guestDone
+	select {
+	case <-h.sess.CloseChan():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("drains %v: the session outlived the guest's connection", drains)
+	}
+	guest.Close()
+	h.close(t)
+	noLeak(t, before)
 }
 
 // fakeGuest serves the agent's side of stdio and wait on a yamux server

@@ -45,11 +45,13 @@ func startMonitor(ctx context.Context, g Globals, d Dir) (ProcessRef, monitorRea
 		return ProcessRef{}, monitorReady{}, fmt.Errorf("ready pipe: %w", err)
 	}
 	defer pr.Close()
-	args := []string{"--root", g.Root}
+	// Flag values are joined to their flags and the id comes after "--":
+	// a root or an id may begin with '-' (runc allows "-d" as an id).
+	args := []string{"--root=" + g.Root}
 	if g.Debug {
 		args = append(args, "--debug")
 	}
-	args = append(args, MonitorCommand, d.ID)
+	args = append(args, MonitorCommand, "--", d.ID)
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{pw}
@@ -152,16 +154,40 @@ func quitQEMU(d Dir) error {
 
 // killQEMU kills the QEMU recorded in the state dir, if it still runs
 // (QEMU dies with its monitor through PDEATHSIG; this covers the rest).
+// The record holds QEMU's pid and start time: after a monitor crash the
+// pid may belong to another process by now, which is never signalled. A
+// record without a start time (from an older monitor) is not trusted.
 func killQEMU(d Dir) {
-	b, err := os.ReadFile(d.QEMUPid())
+	ref, err := readProcessRef(d.QEMUPid())
+	if err != nil || ref.Pid <= 1 || !ref.Alive() {
+		return
+	}
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(ref.Pid) + "/comm"); err == nil && strings.HasPrefix(string(comm), "qemu") {
+		syscall.Kill(ref.Pid, syscall.SIGKILL)
+	}
+}
+
+// writeProcessRef records a helper's pid and start time in path.
+func writeProcessRef(path string, ref ProcessRef) error {
+	b, err := json.Marshal(ref)
 	if err != nil {
-		return
+		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// readProcessRef reads what writeProcessRef wrote.
+func readProcessRef(path string) (ProcessRef, error) {
+	var ref ProcessRef
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ref, err
 	}
-	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); err == nil && strings.HasPrefix(string(comm), "qemu") {
-		syscall.Kill(pid, syscall.SIGKILL)
+	if err := json.Unmarshal(b, &ref); err != nil {
+		return ref, fmt.Errorf("decode %s: %w", path, err)
 	}
+	if ref.StartTime == 0 {
+		return ref, fmt.Errorf("%s: no start time", path)
+	}
+	return ref, nil
 }

@@ -26,6 +26,7 @@ type SandboxConfig struct {
 	Accel        string        `json:"accel"`
 	VCPUs        int           `json:"vcpus"`
 	MemoryMiB    int           `json:"memory_mib"`
+	MaxMemoryMiB int           `json:"max_memory_mib,omitempty"`
 	LateNetwork  bool          `json:"late_network,omitempty"`
 	DebugShell   bool          `json:"debug_shell,omitempty"`
 	SharedFS     string        `json:"shared_fs"`
@@ -88,7 +89,7 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 	}
 	sc := SandboxConfig{
 		QEMU: qemu, Kernel: c.Kernel, Initrd: c.Initrd, Machine: c.Machine,
-		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB,
+		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB, MaxMemoryMiB: c.MaxMemoryMiB,
 		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
 		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
 		DebugShell: c.DebugShell,
@@ -177,6 +178,23 @@ func (sc SandboxConfig) SizeFor(spec *specs.Spec, hostCPUs int) SandboxConfig {
 		sc.VCPUs = max(sc.VCPUs, want)
 	}
 	return sc
+}
+
+// checkSize refuses a VM that SizeFor grew past max_memory_mib, naming the
+// container's limit, the key and the file that sets it (configFile). A
+// memory limit is no reservation for runc; for a VM the guest kernel maps
+// the whole of it at boot, so an unbounded limit would let one container
+// take host memory at once.
+func (sc SandboxConfig) checkSize(spec *specs.Spec, configFile string) error {
+	if sc.MaxMemoryMiB <= 0 || sc.MemoryMiB <= sc.MaxMemoryMiB {
+		return nil
+	}
+	limit := int64(0)
+	if spec != nil && spec.Linux != nil && spec.Linux.Resources != nil && spec.Linux.Resources.Memory != nil && spec.Linux.Resources.Memory.Limit != nil {
+		limit = *spec.Linux.Resources.Memory.Limit
+	}
+	return fmt.Errorf("linux.resources.memory.limit %d MiB needs a VM of %d MiB, above max_memory_mib = %d: lower the limit, or raise max_memory_mib in %s",
+		limit>>20, sc.MemoryMiB, sc.MaxMemoryMiB, configFile)
 }
 
 // cpusetSize counts the CPUs of a cpuset list ("0-3,6"); 0 if empty or

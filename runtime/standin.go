@@ -143,18 +143,19 @@ func spawnStandIn(s standInSpec) (ProcessRef, error) {
 	if err != nil {
 		return ProcessRef{}, fmt.Errorf("find own executable: %w", err)
 	}
-	args := []string{"--root", s.g.Root, "--log", s.d.join("stand-in.log"), "--log-format", "json"}
+	// As for the monitor (startMonitor): values joined, the id after "--".
+	args := []string{"--root=" + s.g.Root, "--log=" + s.d.join("stand-in.log"), "--log-format=json"}
 	if s.g.Debug {
 		args = append(args, "--debug")
 	}
 	args = append(args, StandInCommand)
 	if s.exec != "" {
-		args = append(args, "--exec", s.exec)
+		args = append(args, "--exec="+s.exec)
 	}
 	if s.terminal {
 		args = append(args, "--tty")
 	}
-	args = append(args, s.d.ID)
+	args = append(args, "--", s.d.ID)
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -29,11 +29,15 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 
 // app holds what the global flags set up for every command.
 type app struct {
-	log *slog.Logger
+	log   *slog.Logger
+	fdErr error // from marking inherited fds close-on-exec: fatal
 }
 
 func main() {
-	a := &app{log: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	// Before anything can start a process: nothing the caller left open
+	// may reach the processes runvirt starts.
+	fdErr := runtime.CloseInheritedFDs()
+	a := &app{log: slog.New(slog.NewTextHandler(os.Stderr, nil)), fdErr: fdErr}
 	root := &cli.Command{
 		Name:    "runvirt",
 		Usage:   "run OCI containers inside QEMU micro-VMs (a runc-compatible runtime)",
@@ -100,6 +104,9 @@ func (a *app) logsElsewhere() bool { return logToFile }
 // the log file in runc's JSON shape ({"level":"error","msg":...,"time":...}),
 // which is what containerd shows the user.
 func (a *app) setup(ctx context.Context, cmd *cli.Command) (context.Context, error) {
+	if a.fdErr != nil {
+		return ctx, a.fdErr
+	}
 	var w io.Writer = os.Stderr
 	if p := cmd.String("log"); p != "" {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

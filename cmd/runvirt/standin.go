@@ -24,6 +24,7 @@ func (a *app) standInCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			runtime.LimitHelperMemory()
 			// fd 3 is the ready pipe of the verb that started us.
 			ready := os.NewFile(3, "ready")
 			err = runtime.RunStandIn(a.globals(cmd), id, cmd.String("exec"), cmd.Bool("tty"), ready, a.log)
