@@ -67,7 +67,7 @@ func HostPids(g Globals, id string, log *slog.Logger) ([]int, error) {
 	}
 	// Exec stand-ins are not in the state; each is started with the
 	// container's own stand-in log, a path no other container shares.
-	logArg := c.Dir.join("stand-in.log")
+	logArg := standInLogArg(c.Dir)
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("list host processes: %w", err)

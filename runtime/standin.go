@@ -135,6 +135,10 @@ type standInSpec struct {
 	stdio         []*os.File // stdin, stdout, stderr when there is no console
 }
 
+// standInLogArg is the --log flag of every stand-in of a container: a path
+// no other container shares, by which HostPids finds the exec stand-ins.
+func standInLogArg(d Dir) string { return "--log=" + d.join("stand-in.log") }
+
 // spawnStandIn starts a stand-in and waits until it has attached the
 // guest process's stdio and its lifeline, so no output is lost and the
 // process cannot outlive it.
@@ -144,7 +148,7 @@ func spawnStandIn(s standInSpec) (ProcessRef, error) {
 		return ProcessRef{}, fmt.Errorf("find own executable: %w", err)
 	}
 	// As for the monitor (startMonitor): values joined, the id after "--".
-	args := []string{"--root=" + s.g.Root, "--log=" + s.d.join("stand-in.log"), "--log-format=json"}
+	args := []string{"--root=" + s.g.Root, standInLogArg(s.d), "--log-format=json"}
 	if s.g.Debug {
 		args = append(args, "--debug")
 	}
