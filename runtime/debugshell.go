@@ -39,7 +39,7 @@ func shareDebugShell(d Dir, cl *cleanup) error {
 	}
 	dir := filepath.Join(d.Share(), agent.DebugDir)
 	cl.Add(func() { removeMounted(dir) })
-	if err := bindMount(src, filepath.Join(dir, "busybox"), false, true); err != nil {
+	if err := bindMount(src, filepath.Join(dir, "busybox"), false, true, false); err != nil {
 		return fmt.Errorf("debug_shell: %w", err)
 	}
 	return nil

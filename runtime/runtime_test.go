@@ -283,7 +283,7 @@ func TestRemoveMountedNeverCrossesAMount(t *testing.T) {
 	os.Mkdir(user, 0o755)
 	os.WriteFile(filepath.Join(user, "keep"), []byte("x"), 0o644)
 	tree := filepath.Join(tmp, "state", "shared", "c1", "rootfs")
-	if err := bindMount(user, tree, true, false); err != nil {
+	if err := bindMount(user, tree, true, false, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(tree, unix.MNT_DETACH) })

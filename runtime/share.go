@@ -37,7 +37,7 @@ func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error
 		// the root read-only.
 		precreateMountpoints(b)
 	}
-	if err := bindMount(b.Rootfs, rootDst, true, b.Spec.Root.Readonly); err != nil {
+	if err := bindMount(b.Rootfs, rootDst, true, b.Spec.Root.Readonly, false); err != nil {
 		return nil, fmt.Errorf("share rootfs: %w", err)
 	}
 
@@ -52,17 +52,23 @@ func prepareShare(d Dir, cid string, b *Bundle, cl *cleanup) (*specs.Spec, error
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(b.Dir, src)
 		}
-		ro, rec := false, false
+		ro, rec, follow := false, false, false
 		for _, o := range m.Options {
 			switch o {
 			case "ro":
 				ro = true
 			case "rbind":
 				rec = true
+			case "slave", "rslave", "shared", "rshared":
+				// Host to container: what is mounted under the source later
+				// shows in the container (Kubernetes' HostToContainer). The
+				// way back, Bidirectional's container to host, a VM cannot
+				// give: mounts made in the guest stay in the guest.
+				follow = true
 			}
 		}
 		dst := d.ShareMount(cid, i, src)
-		if err := bindMount(src, dst, rec, ro); err != nil {
+		if err := bindMount(src, dst, rec, ro, follow); err != nil {
 			return nil, fmt.Errorf("share mount %s: %w", m.Destination, err)
 		}
 		spec.Mounts[i].Source = GuestMount(cid, i, src)
@@ -152,11 +158,14 @@ func makeShare(share string) error {
 }
 
 // bindMount binds src (a file or a directory) onto dst, creating dst, and
-// makes it read-only if asked (recursively for a recursive bind). The bind
-// is cut off from the source's propagation before it is attached, so that
-// nothing mounted later below the source leaks into the share, and it is
-// read-only before the share's propagation copies it anywhere.
-func bindMount(src, dst string, recursive, readonly bool) error {
+// makes it read-only if asked (recursively for a recursive bind). Unless
+// follow is set, the bind is cut off from the source's propagation before it
+// is attached, so that nothing mounted later below the source leaks into the
+// share. With follow it is a slave of the source's peer group (mounts made
+// below a shared source later reach it) and shared on, so that virtiofsd's
+// copy of it receives them too. Either way it is read-only before the
+// share's propagation copies it anywhere.
+func bindMount(src, dst string, recursive, readonly, follow bool) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("bind source: %w", err)
@@ -186,11 +195,20 @@ func bindMount(src, dst string, recursive, readonly bool) error {
 	}
 	defer unix.Close(fd)
 	attr := &unix.MountAttr{Propagation: unix.MS_PRIVATE}
+	if follow {
+		attr.Propagation = unix.MS_SLAVE
+	}
 	if readonly {
 		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
 	}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
 		return fmt.Errorf("bind %s: set attributes: %w", src, err)
+	}
+	if follow {
+		shared := &unix.MountAttr{Propagation: unix.MS_SHARED}
+		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, shared); err != nil {
+			return fmt.Errorf("bind %s: make it shared: %w", src, err)
+		}
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("bind %s to %s: %w", src, dst, err)

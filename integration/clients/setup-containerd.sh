@@ -70,6 +70,9 @@ fi
 mkdir -p "$state" "$croot" "$cni_conf"
 
 # The pods' network: a bridge with NAT, addresses from host-local IPAM.
+# The firewall plugin accepts the pods' forwarded traffic, as real CNI
+# setups do: on a host where dockerd ran (FORWARD policy DROP, bridged
+# traffic through iptables) pods on the bridge could not reach each other.
 cat >"$cni_conf/10-runvirt-pods.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -87,7 +90,8 @@ cat >"$cni_conf/10-runvirt-pods.conflist" <<EOF
         "dataDir": "$state/cni-ipam"
       }
     },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall"}
   ]
 }
 EOF
