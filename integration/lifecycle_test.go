@@ -339,12 +339,18 @@ func TestHooks(t *testing.T) {
 }
 
 // Faults: whatever dies, state converges to stopped and delete cleans up.
+// The workload ticks into a host directory: after a kill -9 of the stand-in
+// it must stop by itself (the agent's lifeline), though nothing but `state`
+// was asked of runvirt, and `state` only reads.
 func TestFaults(t *testing.T) {
 	e := newEnv(t)
-	e.spec.Process.Args = []string{"sleep", "600"}
+	ticks := t.TempDir()
+	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{Destination: "/ticks", Type: "bind", Source: ticks, Options: []string{"rbind", "rw"}})
 	for _, victim := range []string{"stand-in", "qemu", "monitor"} {
 		t.Run(victim, func(t *testing.T) {
 			id := "fault-" + victim
+			tickFile := filepath.Join(ticks, id)
+			e.spec.Process.Args = []string{"sh", "-c", "while :; do echo t >> /ticks/" + id + "; sleep 0.1; done"}
 			pid, _, _ := e.create(id)
 			e.mustRun("start", id)
 			var target int
@@ -369,6 +375,16 @@ func TestFaults(t *testing.T) {
 				}
 			} else {
 				reapStandIn(t, pid, 30*time.Second)
+				// Stopped means stopped: no tick after a grace period.
+				time.Sleep(time.Second)
+				before, _ := os.ReadFile(tickFile)
+				time.Sleep(2 * time.Second)
+				after, _ := os.ReadFile(tickFile)
+				if len(before) == 0 {
+					t.Error("the workload never ticked")
+				} else if len(after) != len(before) {
+					t.Errorf("the workload still runs after its stand-in died and state said stopped (%d -> %d ticks)", len(before)/2, len(after)/2)
+				}
 			}
 			e.mustRun("delete", id)
 		})

@@ -80,9 +80,12 @@ func (c *Container) client() *agent.Client { return connectAgent(c.sandboxDir())
 
 // Status derives the container's status from what is alive, never from the
 // stored status alone: the monitor (the VM), the agent's view of the
-// process, and the stand-in. A stand-in that died while its guest process
-// runs (kill -9 of the pid a client waits on) leaves an orphan: it is
-// killed here, and the container counts as stopped.
+// process, and the stand-in. It only reads: `state` and `list` must never
+// signal anything (they run outside the container's lock, and a client may
+// poll them at any time). A stand-in that died while its guest process runs
+// (kill -9 of the pid a client waits on) counts as stopped, as runc's dead
+// init does; the agent kills the orphan itself when the stand-in's wait
+// stream (its lifeline) ends, and delete kills whatever is left.
 func (c *Container) Status(ctx context.Context) string {
 	st := c.State
 	if st.Status == StatusCreating {
@@ -104,8 +107,7 @@ func (c *Container) Status(ctx context.Context) string {
 	switch resp.Status {
 	case StatusCreated, StatusRunning, StatusPaused:
 		if st.StandIn.Pid != 0 && !st.StandIn.Alive() {
-			c.log.Warn("stand-in process is gone; killing the container's processes", "pid", st.StandIn.Pid)
-			c.client().Signal(ctx, st.ID, "", int(syscall.SIGKILL), resp.Status != StatusCreated)
+			c.log.Debug("stand-in process is gone: stopped", "pid", st.StandIn.Pid)
 			return StatusStopped
 		}
 		return resp.Status
