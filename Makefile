@@ -31,7 +31,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio
 all: runvirt guest
 
 runvirt:
-	$(GO) build $(GOFLAGS_LD) -o bin/runvirt ./cmd/runvirt
+	$(GO) build -trimpath $(GOFLAGS_LD) -o bin/runvirt ./cmd/runvirt
 
 agent:
 	CGO_ENABLED=0 $(GO) build -trimpath $(GOFLAGS_LD) -o bin/runvirt-agent ./cmd/runvirt-agent
@@ -75,9 +75,10 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES)
 	$(GO) mod download
 
+# Every skipped unit test is listed with its reason (scripts/gotest.sh).
 unit:
 	$(GO) vet ./...
-	$(GO) test -count=1 ./agent/... ./config/... ./hypervisor/... ./runtime/... ./cmd/...
+	scripts/gotest.sh $(GO) test -count=1 ./agent/... ./config/... ./hypervisor/... ./runtime/... ./cmd/... ./bench/...
 
 # The integration tests boot real VMs with the binaries and guest image
 # built above (no install needed).
