@@ -3,7 +3,7 @@
 # linux-source package: allnoconfig plus guest-image/kernel.config, every
 # driver the guest needs built in, no modules.
 #
-# Usage: guest-image/build-kernel.sh --out DIR [--jobs N] [--config FRAGMENT]
+# Usage: guest-image/build-kernel.sh --out DIR [--cache DIR] [--jobs N] [--config FRAGMENT]
 #
 # Produces:
 #   DIR/vmlinux         uncompressed ELF with a PVH entry note: boot this one
@@ -12,6 +12,12 @@
 #   DIR/kernel.release  its release string (VERSION-runvirt)
 #   DIR/config          its full .config
 # and works in DIR/src (the unpacked source) and DIR/obj (kbuild's output).
+#
+# With --cache CACHE the build happens once per machine, not per checkout:
+# CACHE/work holds the source and kbuild's objects (shared by every
+# checkout, one build at a time under CACHE/lock) and CACHE/out/KEY the
+# finished kernel of each set of inputs (KEY: a hash of the fragment, this
+# script and the source package's version), which is copied to DIR.
 #
 # Idempotent: when DIR/stamp shows that the fragment, this script and the
 # source package are the ones DIR/vmlinux was built from, it does nothing.
@@ -37,12 +43,15 @@ usage() {
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT=""
+CACHE=""
 FRAGMENT="$HERE/kernel.config"
 JOBS="$(nproc 2>/dev/null || echo 1)"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--out) OUT="${2:?--out needs a value}"; shift 2 ;;
 	--out=*) OUT="${1#*=}"; shift ;;
+	--cache) CACHE="${2:?--cache needs a value}"; shift 2 ;;
+	--cache=*) CACHE="${1#*=}"; shift ;;
 	--jobs | -j) JOBS="${2:?--jobs needs a value}"; shift 2 ;;
 	--jobs=*) JOBS="${1#*=}"; shift ;;
 	--config) FRAGMENT="${2:?--config needs a value}"; shift 2 ;;
@@ -72,6 +81,69 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 stamp_of() { # VERSION
 	printf 'fragment %s\nscript %s\nsource %s %s\n' "$(sha "$FRAGMENT")" "$(sha "$0")" "$SOURCE_PKG" "$1"
 }
+install_deps() { # the source and the build tools, installed only when missing
+	missing=()
+	for p in "$SOURCE_PKG" "${BUILD_DEPS[@]}"; do
+		installed "$p" || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+			die "missing packages: ${missing[*]} (as root: apt-get install ${missing[*]})"
+		fi
+		echo "build-kernel.sh: installing ${missing[*]}" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+			apt-get update -qq >&2
+			apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+		fi
+	fi
+}
+
+# The machine-wide cache: a hit is a copy; a miss builds in CACHE/work
+# (this script without --cache) under the lock and files the result.
+KERNEL_FILES="vmlinux vmlinuz kernel.release config"
+if [ -n "$CACHE" ]; then
+	install_deps
+	mkdir -p "$CACHE/out"
+	CACHE="$(cd "$CACHE" && pwd)"
+	stamp="$(stamp_of "$(pkg_version "$SOURCE_PKG")")"
+	key="$(printf '%s\n' "$stamp" | sha256sum | cut -c1-16)"
+	filed="$CACHE/out/$key"
+	if [ ! -f "$filed/stamp" ]; then
+		exec 9>"$CACHE/lock"
+		if ! flock -n 9; then
+			echo "build-kernel.sh: waiting for another build in $CACHE" >&2
+			flock 9
+		fi
+		if [ ! -f "$filed/stamp" ]; then
+			echo "build-kernel.sh: no kernel for these inputs in $CACHE: building it once for this machine (about 10 minutes on 2 cores, 1.7 GB)" >&2
+			started=$(date +%s)
+			"$0" --out "$CACHE/work" --jobs "$JOBS" --config "$FRAGMENT"
+			rm -rf "$filed.tmp"
+			mkdir -p "$filed.tmp"
+			for f in $KERNEL_FILES; do cp "$CACHE/work/$f" "$filed.tmp/$f"; done
+			printf '%s\n' "$stamp" >"$filed.tmp/stamp"
+			mv "$filed.tmp" "$filed"
+			echo "build-kernel.sh: built in $(($(date +%s) - started)) s" >&2
+			# Keep the four newest kernels; each is ~30 MB.
+			ls -1dt "$CACHE"/out/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
+		fi
+		exec 9>&-
+	fi
+	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$stamp" ]; then
+		echo "build-kernel.sh: $OUT/vmlinux ($(cat "$OUT/kernel.release")) is up to date" >&2
+		exit 0
+	fi
+	rm -f "$OUT/stamp"
+	for f in $KERNEL_FILES; do
+		cp "$filed/$f" "$OUT/$f.tmp"
+		mv "$OUT/$f.tmp" "$OUT/$f"
+	done
+	printf '%s\n' "$stamp" >"$OUT/stamp"
+	echo "build-kernel.sh: kernel $(cat "$OUT/kernel.release") from $filed" >&2
+	exit 0
+fi
+
 if [ -f "$OUT/stamp" ] && [ -f "$OUT/vmlinux" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/kernel.release" ]; then
 	built_version="$(sed -n "s/^source $SOURCE_PKG //p" "$OUT/stamp")"
 	have_version="$(pkg_version "$SOURCE_PKG")"
@@ -81,22 +153,7 @@ if [ -f "$OUT/stamp" ] && [ -f "$OUT/vmlinux" ] && [ -f "$OUT/vmlinuz" ] && [ -f
 	fi
 fi
 
-# Build dependencies, installed only when missing.
-missing=()
-for p in "$SOURCE_PKG" "${BUILD_DEPS[@]}"; do
-	installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		die "missing packages: ${missing[*]} (as root: apt-get install ${missing[*]})"
-	fi
-	echo "build-kernel.sh: installing ${missing[*]}" >&2
-	export DEBIAN_FRONTEND=noninteractive
-	if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
-		apt-get update -qq >&2
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-	fi
-fi
+install_deps
 
 VERSION="$(pkg_version "$SOURCE_PKG")"
 TARBALL="$(dpkg-query -L "$SOURCE_PKG" | grep -E '^/usr/src/linux-source-[^/]*\.tar\.(xz|bz2|gz)$' | head -n 1)"
