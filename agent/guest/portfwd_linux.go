@@ -35,6 +35,18 @@ const dialTimeout = 5 * time.Second
 // tcpListen is the st field of a listening socket in /proc/net/tcp{,6}.
 const tcpListen = "0A"
 
+// portForward answers OpPorts and OpDial; the func, for OpDial, carries
+// the connection once the answer is written.
+func (s *Server) portForward(req *agent.Request) (*agent.Response, func(net.Conn)) {
+	if req.Op == agent.OpDial {
+		return s.dial(req)
+	}
+	ports, err := s.ports(req.Container)
+	r := errResp(err)
+	r.Ports = ports
+	return r, nil
+}
+
 // netPid returns the pid of container cid's running init, whose network
 // namespace port-forward uses.
 func (s *Server) netPid(cid string) (int, error) {
