@@ -222,6 +222,23 @@ func (c *Client) Ps(ctx context.Context, id string) ([]int, error) {
 	return resp.Pids, nil
 }
 
+// Ports lists the TCP ports on which a connection to localhost in container
+// id's network namespace finds a listener. The guest wrote the answer: the
+// caller bounds and checks it.
+func (c *Client) Ports(ctx context.Context, id string) ([]uint16, error) {
+	resp, err := c.call(ctx, &Request{Op: OpPorts, Container: id})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Ports, nil
+}
+
+// DialPort connects to port on localhost in container id's network
+// namespace and returns the stream that carries the connection.
+func (c *Client) DialPort(ctx context.Context, id string, port uint16) (net.Conn, error) {
+	return c.openStream(ctx, &Request{Op: OpDial, Container: id, Port: port})
+}
+
 // Delete forgets a stopped container.
 func (c *Client) Delete(ctx context.Context, id string) error {
 	_, err := c.call(ctx, &Request{Op: OpDelete, Container: id})

@@ -5,8 +5,8 @@
 // carries a yamux session; the host opens one yamux stream per request. Every
 // stream starts with one length-prefixed JSON Request frame from the host and
 // one Response frame from the agent. For OpStdio the stream then carries the raw
-// bytes of that stdio stream; for OpWait the response arrives when the process
-// has exited. Before the yamux session starts, the agent writes one Hello frame
+// bytes of that stdio stream, and for OpDial those of a TCP connection in the
+// guest; for OpWait the response arrives when the process has exited. Before the yamux session starts, the agent writes one Hello frame
 // so the host learns that the guest is ready (and which protocol it speaks)
 // without dialling blindly.
 //
@@ -58,7 +58,19 @@ const (
 	// enables it have the shell (see DebugDir).
 	OpDebugShell = "debug-shell"
 	OpPing       = "ping"
+	// OpPorts lists the TCP ports that a connection to localhost in
+	// Container's network namespace reaches (Response.Ports), at most
+	// MaxPorts, lowest first: what the host mirrors for port-forward.
+	OpPorts = "ports"
+	// OpDial connects to Port on localhost (127.0.0.1, then ::1) in
+	// Container's network namespace; the stream then carries the
+	// connection's bytes, each side's end passed on as a half-close.
+	OpDial = "dial"
 )
+
+// MaxPorts bounds the ports an OpPorts answer lists, and the listeners the
+// host mirrors for one sandbox.
+const MaxPorts = 64
 
 // Stdio stream names for OpStdio. StreamPTY is the single bidirectional
 // stream of a process with a terminal.
@@ -155,6 +167,9 @@ type Request struct {
 	Height   uint16 `json:"height,omitempty"` // OpResize, OpDebugShell
 	Term     string `json:"term,omitempty"`   // OpDebugShell: $TERM
 
+	// OpDial: the TCP port to connect to.
+	Port uint16 `json:"port,omitempty"`
+
 	// OpUpdate: the new limits; fields left nil keep their value.
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
 
@@ -209,11 +224,12 @@ type Response struct {
 	// ErrorKind classifies Error for the host: see the ErrKind constants.
 	ErrorKind string `json:"error_kind,omitempty"`
 
-	Pid        int    `json:"pid,omitempty"`         // guest pid (OpStart, OpState)
-	ExitStatus int    `json:"exit_status,omitempty"` // OpWait: 128+N for signal N
-	Status     string `json:"status,omitempty"`      // OpState: created|running|stopped
-	Pids       []int  `json:"pids,omitempty"`        // OpPs
-	Stats      *Stats `json:"stats,omitempty"`       // OpStats
+	Pid        int      `json:"pid,omitempty"`         // guest pid (OpStart, OpState)
+	ExitStatus int      `json:"exit_status,omitempty"` // OpWait: 128+N for signal N
+	Status     string   `json:"status,omitempty"`      // OpState: created|running|stopped
+	Pids       []int    `json:"pids,omitempty"`        // OpPs
+	Ports      []uint16 `json:"ports,omitempty"`       // OpPorts
+	Stats      *Stats   `json:"stats,omitempty"`       // OpStats
 	// OOMKilled (OpWait of a container's init): the container's guest
 	// cgroup counted an OOM kill (memory.events oom_kill) by the time its
 	// init exited. The host turns it into the clients' own OOM signal.

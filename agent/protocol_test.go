@@ -128,6 +128,9 @@ func FuzzClientResponses(f *testing.F) {
 	f.Add(bad.Bytes())
 	f.Add([]byte{0, 0, 0, 2, '{', '}'})
 	f.Add([]byte{0, 0, 0, 9, '{', '"', 'p', 'i', 'd', 's', '"', ':', '1'})
+	var ports bytes.Buffer
+	WriteFrame(&ports, Response{Ports: []uint16{80, 443}})
+	f.Add(ports.Bytes())
 	f.Fuzz(func(t *testing.T, answer []byte) {
 		c := &Client{Timeout: time.Second, Dial: func(context.Context) (net.Conn, error) {
 			ours, theirs := net.Pipe()
@@ -146,6 +149,10 @@ func FuzzClientResponses(f *testing.F) {
 		c.Ps(ctx, "c")
 		c.Stats(ctx, "c")
 		c.Start(ctx, "c", "")
+		c.Ports(ctx, "c")
+		if st, err := c.DialPort(ctx, "c", 80); err == nil {
+			st.Close()
+		}
 		if w, err := c.WaitStream(ctx, "c", "", false); err == nil {
 			done := make(chan struct{})
 			go func() { w.Result(); close(done) }()

@@ -132,10 +132,54 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 		sess.Close()
 	}()
 	go stopWhenInitExits(sess, d.ID, h.qemuDone, log)
+	fwDone := startPortForward(d, st, sess, h.qemuDone, log)
 	serveProxy(ln, sess, log)
 	<-h.qemuDone
+	<-fwDone
 	log.Info("vm stopped", "status", h.qemu.ProcessState.String())
 	return nil
+}
+
+// startPortForward mirrors the guest's localhost listeners into the pod's
+// network namespace (see portfwd.go) for a CRI pod sandbox with one, until
+// stop closes. The channel closes once nothing of it is left.
+func startPortForward(d Dir, st *State, sess *yamux.Session, stop chan struct{}, log *slog.Logger) chan struct{} {
+	done := make(chan struct{})
+	netns := portForwardNetNS(d, st, log)
+	if netns == "" {
+		close(done)
+		return done
+	}
+	if err := loopbackUp(netns); err != nil {
+		log.Warn("port-forward: loopback of the pod's network namespace", "err", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-stop
+		cancel()
+	}()
+	go func() {
+		defer close(done)
+		newPortForwarder(sess, d.ID, netns, log).run(ctx)
+	}()
+	return done
+}
+
+// portForwardNetNS is the network namespace the CRI runtimes dial
+// localhost in to forward a port of sandbox d's pod, or "" when d is no CRI
+// pod sandbox or its pod shares the host's network (which a VM's listeners
+// are never mirrored into).
+func portForwardNetNS(d Dir, st *State, log *slog.Logger) string {
+	if !isCRISandbox(st.Annotations) {
+		return ""
+	}
+	spec, err := (&Container{Dir: d, State: st}).Spec()
+	if err != nil {
+		log.Warn("port-forward is off", "err", err)
+		return ""
+	}
+	netns, _ := networkNamespace(spec)
+	return netns
 }
 
 // initExitGrace is how long the VM outlives the sandbox container's init:

@@ -63,6 +63,12 @@ func SandboxOf(id string, ann map[string]string) (string, error) {
 	return id, nil
 }
 
+// isCRISandbox says whether the annotations are those of a CRI runtime's
+// pod sandbox container (containerd's CRI plugin or CRI-O).
+func isCRISandbox(ann map[string]string) bool {
+	return ann[AnnotationCRIType] == containerTypeSandbox || ann[AnnotationCRIOType] == containerTypeSandbox
+}
+
 // loadPodSandbox finds the running sandbox a container of a pod joins.
 func loadPodSandbox(root, id, sandbox string) (*State, error) {
 	st, err := LoadState(Dir{Root: root, ID: sandbox})

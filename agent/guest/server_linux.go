@@ -197,6 +197,8 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 		return errResp(s.network(req.Network)), nil
 	case agent.OpDebugShell:
 		return s.debugShell(req)
+	case agent.OpPorts, agent.OpDial:
+		return s.portForward(req)
 	case agent.OpShutdown:
 		// Data first: with it synced the host may stop the VM as soon as
 		// it has the answer, without waiting for the power-off below.
