@@ -174,8 +174,11 @@ func makeShare(d Dir) (*os.File, error) {
 	defer state.Close()
 	// Traversable by all: root in a container's user namespace is not root
 	// on these directories. The state directory above stays private.
+	fresh := true
 	for _, n := range []string{shareSkeletonName, shareExportName} {
-		if err := unix.Mkdirat(int(state.Fd()), n, 0o711); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := unix.Mkdirat(int(state.Fd()), n, 0o711); errors.Is(err, unix.EEXIST) {
+			fresh = fresh && n != shareSkeletonName
+		} else if err != nil {
 			return nil, fmt.Errorf("make share: %w", err)
 		}
 	}
@@ -205,7 +208,15 @@ func makeShare(d Dir) (*os.File, error) {
 		return nil, fmt.Errorf("make share: %w", err)
 	}
 	defer export.Close()
-	if mounted, err := isMountRoot(export); err != nil || !mounted {
+	mounted, err := isMountRoot(export)
+	if err == nil && mounted && fresh {
+		// The export was there before its skeleton: a sandbox an older
+		// runvirt made, whose guest writes its share. Binds made in a new
+		// skeleton would not reach it.
+		skel.Close()
+		return nil, fmt.Errorf("make share: sandbox %s was created by an older runvirt, whose share the guest could write: recreate the sandbox", d.ID)
+	}
+	if err != nil || !mounted {
 		// Not recursive, and the clone stays in the skeleton's peer group:
 		// the binds that propagate into it keep their own flags, so the
 		// rootfs and volumes stay writable where they should be.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // emptyDir reports whether dir holds nothing.
@@ -155,5 +156,27 @@ func TestPrepareShareResolvesSources(t *testing.T) {
 	}
 	if m, _ := mountsUnder(tmp); len(m) != 0 {
 		t.Errorf("mounts left: %v", m)
+	}
+}
+
+// A sandbox made by an older runvirt exports a share its guest writes, with
+// no skeleton: a member is refused with the fix, not bound where the guest
+// would never see it.
+func TestPrepareShareRefusesOlderLayout(t *testing.T) {
+	requiresRoot(t)
+	d := Dir{Root: t.TempDir(), ID: "old"}
+	old := filepath.Join(d.Path(), "shared")
+	os.MkdirAll(old, 0o711)
+	if err := unix.Mount(old, old, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	var cl cleanup
+	_, err := prepareShare(d, "c1", loadBundleWith(t), &cl)
+	cl.Run()
+	if err == nil || !strings.Contains(err.Error(), "recreate the sandbox") {
+		t.Errorf("got %v, want the older layout refused", err)
+	}
+	if err := removeMounted(d.Path()); err != nil {
+		t.Fatal(err)
 	}
 }
