@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -315,7 +316,7 @@ func unmountUnder(dir string) error {
 	if len(mounts) == 0 {
 		return nil
 	}
-	if mounts[0] == dir {
+	if slices.Contains(mounts, dir) {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			return fmt.Errorf("unmount %s: %w", dir, err)
 		}

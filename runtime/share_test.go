@@ -104,6 +104,7 @@ func TestPrepareShareResolvesSources(t *testing.T) {
 		specs.Mount{Destination: "/a", Type: "bind", Source: x + "/sub/..", Options: []string{"rbind"}},
 		specs.Mount{Destination: "/b", Type: "bind", Source: z, Options: []string{"rbind"}},
 		specs.Mount{Destination: "/c", Type: "bind", Source: filepath.Join(tmp, "link"), Options: []string{"rbind"}},
+		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: filepath.Join(tmp, "link", "f"), Options: []string{"rbind", "ro"}},
 	)
 	d := Dir{Root: filepath.Join(tmp, "root"), ID: "c1"}
 	os.MkdirAll(d.Path(), 0o700)
@@ -131,6 +132,10 @@ func TestPrepareShareResolvesSources(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(d.Path(), "shared", "c1", "mounts", "2", "z", "f")); string(got) != "z" {
 		t.Errorf("mount 2 is not the symlink's target: %q", got)
+	}
+	// A file's bind, through a symlinked directory.
+	if got, _ := os.ReadFile(filepath.Join(d.Path(), "shared", ShareMount("c1", 3, filepath.Join(z, "f")))); string(got) != "z" {
+		t.Errorf("file bind through a symlink: %q", got)
 	}
 	cl.Run()
 	if err := removeMounted(d.Path()); err != nil {
