@@ -281,7 +281,7 @@ func TestCheck(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("check failed on a host that runs VMs: %q %q", r.stdout, r.stderr)
 	}
-	for _, want := range []string{"kvm", "qemu", "ok   qemu-seccomp", "ok   mount-api", "ok   qemu-user", "tun", "kernel", "initrd", "will use:", "accel="} {
+	for _, want := range []string{"kvm", "qemu", "ok   qemu-seccomp", "ok   mount-api", "ok   openat2", "ok   qemu-user", "tun", "kernel", "initrd", "will use:", "accel="} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check output lacks %q: %q", want, r.stdout)
 		}

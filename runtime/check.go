@@ -66,6 +66,11 @@ func Check(cfg *config.Config) CheckReport {
 	} else {
 		add("mount-api", true, true, "open_tree, mount_setattr, move_mount")
 	}
+	if err := checkOpenat2(); err != nil {
+		add("openat2", false, true, fmt.Sprintf("%v (the share is walked without following symlinks, with openat2's RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS: Linux 5.6 or later)", err))
+	} else {
+		add("openat2", true, true, "RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_MAGICLINKS")
+	}
 	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
 		add("tun", false, false, fmt.Sprintf("%v: containers get no network (try: modprobe tun)", err))
 	} else {
@@ -258,5 +263,21 @@ func checkMountAPI() error {
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &unix.MountAttr{Propagation: unix.MS_PRIVATE}); err != nil {
 		return fmt.Errorf("mount_setattr: %w", err)
 	}
+	return nil
+}
+
+// checkOpenat2 tries what the share's walks do (safepath.go): a path below
+// an open directory, resolved with openat2 without following symlinks.
+func checkOpenat2() error {
+	root, err := os.Open("/")
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := openBeneath(root, "proc")
+	if err != nil {
+		return err
+	}
+	f.Close()
 	return nil
 }

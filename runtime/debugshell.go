@@ -34,12 +34,18 @@ func shareDebugShell(d Dir, cl *cleanup) error {
 	if src == "" {
 		return errors.New("debug_shell: no static busybox on the host (apt-get install busybox-static)")
 	}
-	if err := makeShare(d.Share()); err != nil {
+	bin, _, err := openSource(src, []string{d.Root, SocketBase})
+	if err != nil {
+		return fmt.Errorf("debug_shell: %w", err)
+	}
+	defer bin.Close()
+	skel, err := makeShare(d)
+	if err != nil {
 		return err
 	}
-	dir := filepath.Join(d.Share(), agent.DebugDir)
-	cl.Add(func() { removeMounted(dir) })
-	if err := bindMount(src, filepath.Join(dir, "busybox"), false, true, false); err != nil {
+	defer skel.Close()
+	cl.Add(func() { removeShared(d, agent.DebugDir) })
+	if err := bindMount(bin, skel, filepath.Join(agent.DebugDir, "busybox"), false, true, false); err != nil {
 		return fmt.Errorf("debug_shell: %w", err)
 	}
 	return nil

@@ -75,27 +75,40 @@ func (d Dir) MonitorPid() string { return d.join("monitor.pid") }
 // QEMUPid holds the pid of QEMU.
 func (d Dir) QEMUPid() string { return d.join("qemu.pid") }
 
-// Share is the directory exported to the guest (9p or virtio-fs).
+// ShareSkeleton is the host's side of the share: the directories runvirt
+// makes for each container and, bound onto them, its rootfs and volumes.
+// It is never exported itself, so the guest cannot write it (plant a
+// symlink for the host to follow, or fill the state directory's
+// filesystem): the guest writes only through the binds, on their own
+// storage.
+func (d Dir) ShareSkeleton() string { return d.join("share-skeleton") }
+
+// Share is the directory exported to the guest (9p or virtio-fs): a
+// read-only bind of ShareSkeleton, in its peer group so that every bind
+// made in the skeleton shows here too, with its own flags.
 func (d Dir) Share() string { return d.join("shared") }
 
-// ShareRootfs is where the container's rootfs is bind-mounted in the share.
-func (d Dir) ShareRootfs(cid string) string { return filepath.Join(d.Share(), cid, "rootfs") }
+// ShareRootfs is where the container's rootfs is bound in the share,
+// relative to it (the same in the skeleton, the export and, below
+// agent.GuestShareDir, the guest).
+func ShareRootfs(cid string) string { return filepath.Join(cid, "rootfs") }
 
 // ShareMount is where the n-th bind mount of the spec is placed in the
-// share. The last element keeps the source's own name, which tools that
-// match mountinfo roots against sources (the OCI validation suite) expect.
-func (d Dir) ShareMount(cid string, n int, source string) string {
-	return filepath.Join(d.Share(), cid, "mounts", fmt.Sprint(n), filepath.Base(source))
+// share, relative to it. The last element keeps the (resolved) source's own
+// name, which tools that match mountinfo roots against sources (the OCI
+// validation suite) expect.
+func ShareMount(cid string, n int, source string) string {
+	return filepath.Join(cid, "mounts", fmt.Sprint(n), filepath.Base(source))
 }
 
 // GuestRootfs is the guest path of ShareRootfs.
 func GuestRootfs(cid string) string {
-	return filepath.Join(agent.GuestShareDir, cid, "rootfs")
+	return filepath.Join(agent.GuestShareDir, ShareRootfs(cid))
 }
 
 // GuestMount is the guest path of ShareMount.
 func GuestMount(cid string, n int, source string) string {
-	return filepath.Join(agent.GuestShareDir, cid, "mounts", fmt.Sprint(n), filepath.Base(source))
+	return filepath.Join(agent.GuestShareDir, ShareMount(cid, n, source))
 }
 
 // makeSocketDir creates the sandbox's socket directory, private to root.

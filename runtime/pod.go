@@ -152,7 +152,7 @@ func leaveSandbox(c *Container) error {
 			errs = append(errs, fmt.Errorf("delete %s in the vm: %w", st.ID, err))
 		}
 	}
-	if err := removeMounted(filepath.Join(sd.Share(), st.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := removeShared(sd, st.ID); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

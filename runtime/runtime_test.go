@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,27 +184,34 @@ func TestShareBindMountsAndCleanup(t *testing.T) {
 	if b.Spec.Mounts[0].Source != "data" {
 		t.Error("the bundle's spec must not be changed")
 	}
-	if got, _ := os.ReadFile(filepath.Join(d.ShareMount("c1", 0, "data"), "f")); string(got) != "hello" {
+	if got, _ := os.ReadFile(filepath.Join(d.Share(), ShareMount("c1", 0, "data"), "f")); string(got) != "hello" {
 		t.Errorf("bind mount content: %q", got)
 	}
 	// Mountpoints were made before the rootfs went read-only.
 	if st, err := os.Stat(filepath.Join(bundle, "rootfs", "data")); err != nil || !st.IsDir() {
 		t.Errorf("mountpoint /data was not created in a read-only rootfs: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(d.ShareRootfs("c1"), "new"), nil, 0o644); err == nil {
+	if err := os.WriteFile(filepath.Join(d.Share(), ShareRootfs("c1"), "new"), nil, 0o644); err == nil {
 		t.Error("a read-only rootfs must be read-only on the host side of the share too")
 	}
-	if err := os.WriteFile(filepath.Join(d.ShareMount("c1", 0, "data"), "new"), nil, 0o644); err == nil {
+	if err := os.WriteFile(filepath.Join(d.ShareSkeleton(), ShareMount("c1", 0, "data"), "new"), nil, 0o644); err == nil {
 		t.Error("a ro bind mount must be read-only on the host side of the share too")
 	}
-	cl.Run()
-	if left, _ := mountsUnder(filepath.Join(d.Share(), "c1")); len(left) != 0 {
-		t.Fatalf("mounts left: %v", left)
+	// The export is read-only: nothing can be made in the skeleton
+	// through it, while a writable bind inside it stays writable.
+	if err := os.WriteFile(filepath.Join(d.Share(), "c1", "junk"), nil, 0o644); err == nil {
+		t.Error("the share's export must be read-only")
 	}
-	// The share itself is a mount (shared propagation) until the state
-	// directory goes.
-	if left, _ := mountsUnder(d.Path()); len(left) != 1 || left[0] != d.Share() {
-		t.Errorf("mounts under the state dir: %v, want the share alone", left)
+	cl.Run()
+	for _, dir := range []string{d.Share(), d.ShareSkeleton()} {
+		if left, _ := mountsUnder(filepath.Join(dir, "c1")); len(left) != 0 {
+			t.Fatalf("mounts left: %v", left)
+		}
+	}
+	// The skeleton and its export are mounts (shared propagation) until
+	// the state directory goes.
+	if left, _ := mountsUnder(d.Path()); !slices.Equal(left, []string{d.ShareSkeleton(), d.Share()}) {
+		t.Errorf("mounts under the state dir: %v, want the skeleton and the export", left)
 	}
 	if err := removeMounted(d.Path()); err != nil {
 		t.Fatal(err)
@@ -243,7 +251,7 @@ func TestPrecreateMountpointsStaysInRoot(t *testing.T) {
 		{Destination: "/rel/escaped2", Type: "tmpfs"},
 		{Destination: "/ok/dir", Type: "tmpfs"},
 	}
-	precreateMountpoints(b)
+	precreateMountpoints(b.Rootfs, b.Spec.Mounts, nil)
 	if _, err := os.Stat(filepath.Join(outside, "escaped")); err == nil {
 		t.Error("created a directory outside the rootfs through an absolute symlink")
 	}
@@ -283,7 +291,18 @@ func TestRemoveMountedNeverCrossesAMount(t *testing.T) {
 	os.Mkdir(user, 0o755)
 	os.WriteFile(filepath.Join(user, "keep"), []byte("x"), 0o644)
 	tree := filepath.Join(tmp, "state", "shared", "c1", "rootfs")
-	if err := bindMount(user, tree, true, false, false); err != nil {
+	os.MkdirAll(filepath.Join(tmp, "state", "shared"), 0o700)
+	src, _, err := openSource(user, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	skel, err := os.Open(filepath.Join(tmp, "state", "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer skel.Close()
+	if err := bindMount(src, skel, "c1/rootfs", true, false, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(tree, unix.MNT_DETACH) })
