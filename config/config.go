@@ -72,6 +72,9 @@ type Config struct {
 	// TemplateDir holds the saved template VMs, their RAM included: a
 	// tmpfs, so that the copies share the template's pages.
 	TemplateDir string `toml:"template_dir"`
+	// ConsoleLogKiB caps the guest console's log: the guest writes it at
+	// will, so it is rotated once at this size (at most twice it is kept).
+	ConsoleLogKiB int `toml:"console_log_kib"`
 
 	// Source is the file the configuration came from, or "" for defaults.
 	Source string `toml:"-"`
@@ -114,8 +117,9 @@ func Default() *Config {
 		QEMUUser:     "sandbox",
 		// 0x70000000 + 64 Ki: above the container ranges systemd-nspawn
 		// and /etc/subuid hand out.
-		QEMUUIDRange: "1879048192-1879113727",
-		TemplateDir:  "/run/runvirt-templates",
+		QEMUUIDRange:  "1879048192-1879113727",
+		TemplateDir:   "/run/runvirt-templates",
+		ConsoleLogKiB: 1024,
 	}
 }
 
@@ -204,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMemoryMiB < c.MemoryMiB || c.MaxMemoryMiB > 1<<20 {
 		return fmt.Errorf("max_memory_mib: %d is out of range %d (memory_mib)-1048576", c.MaxMemoryMiB, c.MemoryMiB)
+	}
+	if c.ConsoleLogKiB < 4 || c.ConsoleLogKiB > 1<<20 {
+		return fmt.Errorf("console_log_kib: %d is out of range 4-1048576", c.ConsoleLogKiB)
 	}
 	if c.BootTimeout.Duration <= 0 {
 		return fmt.Errorf("boot_timeout: %s must be positive", c.BootTimeout)

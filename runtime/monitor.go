@@ -60,7 +60,8 @@ type vmHandles struct {
 	conn        net.Conn      // the agent connection
 	listener    io.Closer
 	vhost       *os.File
-	lease       *uidLease // QEMU's uid, released once QEMU is gone
+	lease       *uidLease       // QEMU's uid, released once QEMU is gone
+	consoleDone <-chan struct{} // closed once the guest console's copy ended
 }
 
 // RunMonitor is the body of the hidden `runvirt monitor` command. ready is
@@ -264,11 +265,13 @@ func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *Sandbox
 		log.Info("qemu runs as root (qemu_user = \"root\")")
 	}
 	// QEMU may not open these paths itself (see hypervisor.User): it gets
-	// them open. None is readable by other users.
-	console, err := os.OpenFile(d.ConsoleLog(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// them open. None is readable by other users. The console is a pipe
+	// to a log of bounded size (consolelog.go).
+	console, consoleDone, err := startConsoleLog(d.ConsoleLog(), consoleLogMax(cfg.ConsoleLogKiB), log)
 	if err != nil {
-		return h, hello, fmt.Errorf("open guest console log: %w", err)
+		return h, hello, err
 	}
+	h.consoleDone = consoleDone
 	defer console.Close()
 	vm.Console = console
 	qmp, err := listenFile(d.QMPSocket())
@@ -522,6 +525,15 @@ func (h *vmHandles) stop(d Dir, log *slog.Logger) {
 		case <-time.After(2 * time.Second):
 			h.virtiofsd.Process.Kill()
 			<-h.fsDone
+		}
+	}
+	if h.consoleDone != nil {
+		// QEMU is gone: the copy ends as soon as it has written the
+		// console's last bytes.
+		select {
+		case <-h.consoleDone:
+		case <-time.After(2 * time.Second):
+			log.Warn("guest console copy did not end")
 		}
 	}
 	if h.conn != nil {
