@@ -54,6 +54,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"memory_mib = 1024\nmax_memory_mib = 512", "max_memory_mib"},
 		{`max_memory_mib = 2000000`, "max_memory_mib"},
 		{`console_log_kib = 0`, "console_log_kib"},
+		{`helper_memory_mib = 16`, "helper_memory_mib"},
+		{`helper_memory_mib = -1`, "helper_memory_mib"},
 		{`console_log_kib = 2000000`, "console_log_kib"},
 		{`boot_timeout = "soon"`, "boot_timeout"},
 		{`boot_timeout = "-1s"`, "boot_timeout"},
