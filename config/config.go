@@ -72,6 +72,13 @@ type Config struct {
 	// TemplateDir holds the saved template VMs, their RAM included: a
 	// tmpfs, so that the copies share the template's pages.
 	TemplateDir string `toml:"template_dir"`
+	// ConsoleLogKiB caps the guest console's log: the guest writes it at
+	// will, so it is rotated once at this size (at most twice it is kept).
+	ConsoleLogKiB int `toml:"console_log_kib"`
+	// HelperMemoryMiB is the hard memory limit of each sandbox's host-side
+	// helpers (the monitor and virtiofsd), a memory cgroup of their own; 0
+	// runs them without one.
+	HelperMemoryMiB int `toml:"helper_memory_mib"`
 
 	// Source is the file the configuration came from, or "" for defaults.
 	Source string `toml:"-"`
@@ -114,8 +121,10 @@ func Default() *Config {
 		QEMUUser:     "sandbox",
 		// 0x70000000 + 64 Ki: above the container ranges systemd-nspawn
 		// and /etc/subuid hand out.
-		QEMUUIDRange: "1879048192-1879113727",
-		TemplateDir:  "/run/runvirt-templates",
+		QEMUUIDRange:    "1879048192-1879113727",
+		TemplateDir:     "/run/runvirt-templates",
+		ConsoleLogKiB:   1024,
+		HelperMemoryMiB: 256,
 	}
 }
 
@@ -204,6 +213,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMemoryMiB < c.MemoryMiB || c.MaxMemoryMiB > 1<<20 {
 		return fmt.Errorf("max_memory_mib: %d is out of range %d (memory_mib)-1048576", c.MaxMemoryMiB, c.MemoryMiB)
+	}
+	if c.ConsoleLogKiB < 4 || c.ConsoleLogKiB > 1<<20 {
+		return fmt.Errorf("console_log_kib: %d is out of range 4-1048576", c.ConsoleLogKiB)
+	}
+	if c.HelperMemoryMiB != 0 && (c.HelperMemoryMiB < 64 || c.HelperMemoryMiB > 1<<20) {
+		return fmt.Errorf("helper_memory_mib: %d is out of range 64-1048576 (or 0 for no limit)", c.HelperMemoryMiB)
 	}
 	if c.BootTimeout.Duration <= 0 {
 		return fmt.Errorf("boot_timeout: %s must be positive", c.BootTimeout)

@@ -75,7 +75,7 @@ func TestArgsQ35VirtiofsSerial(t *testing.T) {
 		// The console's path stays on the command line (ps shows whose
 		// QEMU it is), escaped for QEMU's option syntax.
 		{"-add-fd", "fd=3,set=1,opaque=/s,,x/console.log"},
-		{"-chardev", "file,id=console,path=/dev/fdset/1"},
+		{"-chardev", "file,id=console,path=/dev/fdset/1,append=on"},
 		{"-kernel", "/k"},
 		{"-initrd", "/i"},
 		{"-m", "256M"},

@@ -42,9 +42,10 @@ type VM struct {
 	// Nets are the guest's NICs, one virtio-net device each, in order.
 	Nets []NetIface
 
-	// QMP is the listening socket of QEMU's QMP monitor and Console the
-	// guest console's log, open for writing; ConsoleLog is its path, only
-	// shown on QEMU's command line. Like every file QEMU uses, they are
+	// QMP is the listening socket of QEMU's QMP monitor and Console where
+	// the guest console goes, open for writing (a pipe to the monitor, or
+	// a file); ConsoleLog is the log's path, only shown on QEMU's command
+	// line. Like every file QEMU uses, they are
 	// opened by runvirt and inherited: QEMU may run as a user that cannot
 	// open them (they live in root's private directories).
 	QMP        *os.File
@@ -198,9 +199,11 @@ func (vm *VM) Args() ([]string, []*os.File, error) {
 		"-initrd", vm.Initrd,
 		"-append", vm.Cmdline(),
 		// The console goes through an fd set: a file chardev takes a path,
-		// and /dev/fdset/N is one QEMU resolves to an inherited fd.
+		// and /dev/fdset/N is one QEMU resolves to an inherited fd. It may
+		// be a pipe: append keeps QEMU from truncating it (ftruncate fails
+		// on a pipe).
 		"-add-fd", fmt.Sprintf("fd=%d,set=%d,opaque=%s", fds.add(vm.Console), consoleFDSet, qemuOptEscape(vm.ConsoleLog)),
-		"-chardev", fmt.Sprintf("file,id=console,path=/dev/fdset/%d", consoleFDSet),
+		"-chardev", fmt.Sprintf("file,id=console,path=/dev/fdset/%d,append=on", consoleFDSet),
 		"-serial", "chardev:console",
 		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d,server=on,wait=off", fds.add(vm.QMP)),
 		"-mon", "chardev=qmp,mode=control",

@@ -3,6 +3,9 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -175,4 +178,100 @@ func TestOOMKilled(t *testing.T) {
 		t.Error("no wait answer 30 s after the init exited")
 	}
 	e.mustRun("delete", "--force", "oom")
+}
+
+// hostMemoryCgroup is the directory of pid's host memory cgroup and the
+// name of its limit file (cgroup v1 or v2).
+func hostMemoryCgroup(t *testing.T, pid int) (dir, limitFile string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unified := ""
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified = parts[2]
+		}
+		if slices.Contains(strings.Split(parts[1], ","), "memory") {
+			return filepath.Join("/sys/fs/cgroup/memory", parts[2]), "memory.limit_in_bytes"
+		}
+	}
+	return filepath.Join("/sys/fs/cgroup", unified), "memory.max"
+}
+
+// hostCgroupOf is pid's cgroup path in the v1 hierarchy of ctrl.
+func hostCgroupOf(t *testing.T, pid int, ctrl string) string {
+	t.Helper()
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if parts := strings.SplitN(l, ":", 3); len(parts) == 3 && slices.Contains(strings.Split(parts[1], ","), ctrl) {
+			return parts[2]
+		}
+	}
+	return ""
+}
+
+// TestHelpersHaveAMemoryLimit: the monitor and both virtiofsd processes of
+// a sandbox are in a host memory cgroup of their own whose hard limit is
+// helper_memory_mib; QEMU and the stand-in are in the spec's cgroupsPath,
+// and on cgroup v1 the helpers stay in the spec's cgroup of the other
+// hierarchies (cpu). delete removes the helpers' cgroup.
+func TestHelpersHaveAMemoryLimit(t *testing.T) {
+	e := newEnv(t)
+	const mib = 128
+	e.appendConfig(fmt.Sprintf("helper_memory_mib = %d\n", mib))
+	cgPath := fmt.Sprintf("/runvirt-helpertest-%d/hlp", os.Getpid())
+	e.spec.Linux.CgroupsPath = cgPath
+	e.spec.Process.Args = []string{"sleep", "600"}
+	standIn, _, _ := e.create("hlp")
+	t.Cleanup(func() {
+		for _, h := range []string{"memory", "cpu", "cpuacct", "pids", "cpuset", ""} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", h, filepath.Dir(cgPath)))
+		}
+	})
+	var monitor int
+	for _, p := range processesMentioning(e.root) {
+		if strings.Contains(p.cmdline, " monitor -- hlp") {
+			monitor = p.pid
+		}
+	}
+	var fsds []int
+	for _, p := range processesMentioning(filepath.Join(e.root, "hlp", "shared")) {
+		if strings.Contains(p.cmdline, "virtiofsd") {
+			fsds = append(fsds, p.pid)
+		}
+	}
+	qemus := e.qemusOf()
+	if monitor == 0 || len(fsds) != 2 || len(qemus) != 1 {
+		t.Fatalf("monitor %d, virtiofsd %v, qemu %v: want one monitor, two virtiofsd, one qemu", monitor, fsds, qemus)
+	}
+	dir, limitFile := hostMemoryCgroup(t, monitor)
+	b, err := os.ReadFile(filepath.Join(dir, limitFile))
+	if got := strings.TrimSpace(string(b)); err != nil || got != strconv.Itoa(mib<<20) {
+		t.Errorf("the monitor's memory cgroup %s: %s = %q (%v), want %d", dir, limitFile, got, err, mib<<20)
+	}
+	for _, pid := range fsds {
+		if d, _ := hostMemoryCgroup(t, pid); d != dir {
+			t.Errorf("virtiofsd %d is in memory cgroup %s, not the monitor's %s", pid, d, dir)
+		}
+	}
+	for _, pid := range []int{qemus[0].pid, standIn} {
+		if d, _ := hostMemoryCgroup(t, pid); !strings.HasSuffix(d, cgPath) {
+			t.Errorf("process %d is in memory cgroup %s, want the spec's %s", pid, d, cgPath)
+		}
+	}
+	if _, v1 := os.Stat("/sys/fs/cgroup/cgroup.controllers"); v1 != nil {
+		if got := hostCgroupOf(t, monitor, "cpu"); got != cgPath {
+			t.Errorf("the monitor's cpu cgroup is %q, want the spec's %s", got, cgPath)
+		}
+	}
+	e.mustRun("delete", "--force", "hlp")
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("the helpers' cgroup %s is left after delete", dir)
+	}
 }

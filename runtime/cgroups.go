@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,8 +15,9 @@ import (
 
 // The container's limits are enforced inside the guest, on its processes.
 // On the host the spec's cgroupsPath still gets a cgroup, holding everything
-// the sandbox runs there (QEMU, virtiofsd, the monitor, the stand-ins), with
-// the CPU limits applied: that is what kubelet's accounting and tools
+// the sandbox runs there (QEMU, virtiofsd, the monitor, the stand-ins; the
+// monitor and virtiofsd keep a memory cgroup of their own: helpercgroup.go),
+// with the CPU limits applied: that is what kubelet's accounting and tools
 // reading /proc/<pid>/cgroup expect (Kata does the same). Memory and pids
 // are only accounted on the host, never limited: a memory limit below the
 // VM's own size would get QEMU OOM-killed, and a pids limit counts QEMU's,
@@ -83,7 +85,10 @@ func hasController(hier, ctrl string) bool {
 
 // setupHostCgroup creates the cgroup, applies the CPU limits and
 // moves pids into it. It does nothing for a spec without cgroupsPath.
-func setupHostCgroup(spec *specs.Spec, id string, pids []int) (*hostCgroup, error) {
+// helpers (the monitor and virtiofsd, in their own memory cgroup:
+// helpercgroup.go) stay out of its memory cgroup: under v1 they join the
+// other hierarchies only, under v2 none.
+func setupHostCgroup(spec *specs.Spec, id string, pids []int, helpers map[int]bool) (*hostCgroup, error) {
 	rel := hostCgroupPath(spec, id)
 	if rel == "" || rel == "/" {
 		return &hostCgroup{}, nil
@@ -100,10 +105,14 @@ func setupHostCgroup(spec *specs.Spec, id string, pids []int) (*hostCgroup, erro
 			cg.remove()
 			return nil, err
 		}
-	}
-	if err := cg.add(pids...); err != nil {
-		cg.remove()
-		return nil, err
+		members := pids
+		if h == cgroupRoot || hasController(h, "memory") {
+			members = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return helpers[pid] })
+		}
+		if err := addToCgroup(dir, members); err != nil {
+			cg.remove()
+			return nil, err
+		}
 	}
 	return cg, nil
 }
@@ -197,17 +206,15 @@ func initCpusetAncestors(hier, dir string) error {
 	return nil
 }
 
-// add moves processes into the cgroup.
-func (cg *hostCgroup) add(pids ...int) error {
-	for _, dir := range cg.dirs {
-		for _, pid := range pids {
-			if pid <= 0 {
-				continue
-			}
-			err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) && !isNoProcess(err) {
-				return fmt.Errorf("move pid %d into cgroup %s: %w", pid, dir, err)
-			}
+// addToCgroup moves processes into the cgroup dir of one hierarchy.
+func addToCgroup(dir string, pids []int) error {
+	for _, pid := range pids {
+		if pid <= 0 {
+			continue
+		}
+		err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !isNoProcess(err) {
+			return fmt.Errorf("move pid %d into cgroup %s: %w", pid, dir, err)
 		}
 	}
 	return nil

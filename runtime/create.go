@@ -73,11 +73,12 @@ func Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	}
 	// A sandbox's VM lives in its cgroup; a pod's other containers only
 	// have their stand-ins in theirs.
-	cgroupPids := []int{ref.Pid}
+	cgroupPids, helpers := []int{ref.Pid}, map[int]bool(nil)
 	if c.State.Sandbox == c.State.ID {
 		cgroupPids = append(sandboxPids(c.State.Monitor.Pid), ref.Pid)
+		helpers = helperPids(c.Dir)
 	}
-	if _, err := setupHostCgroup(spec, o.ID, cgroupPids); err != nil {
+	if _, err := setupHostCgroup(spec, o.ID, cgroupPids, helpers); err != nil {
 		syscall.Kill(ref.Pid, syscall.SIGKILL)
 		return nil, err
 	}
@@ -229,7 +230,10 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	t0 := time.Now()
 	ref, ready, err := startMonitor(bootCtx, o.Globals, d)
 	if ref.Pid > 0 {
-		cl.Add(func() { stopSandbox(d, ref, log) })
+		cl.Add(func() {
+			stopSandbox(d, ref, log)
+			removeHelperCgroup(d)
+		})
 	}
 	if err != nil {
 		if bootCtx.Err() != nil && ctx.Err() == nil {
@@ -307,6 +311,11 @@ func destroyContainer(c *Container, log *slog.Logger) error {
 	if st.Sandbox == st.ID {
 		if err := stopSandbox(c.Dir, st.Monitor, log); err != nil {
 			errs = append(errs, err)
+		}
+		if err := removeHelperCgroup(c.Dir); err != nil {
+			// An empty cgroup left behind is no reason to keep the
+			// container.
+			log.Warn(err.Error())
 		}
 		if err := st.Network.teardown(); err != nil {
 			errs = append(errs, err)

@@ -66,6 +66,13 @@ func (d Dir) FSSocket() string { return filepath.Join(d.SocketDir(), "fs.sock") 
 // ConsoleLog receives the guest's console (kernel and agent messages).
 func (d Dir) ConsoleLog() string { return d.join("console.log") }
 
+// HelperCgroup is the memory cgroup of the sandbox's monitor and
+// virtiofsd, below the memory hierarchy's root (helpercgroup.go): named
+// like SocketDir, so two roots' sandboxes of one id get one each.
+func (d Dir) HelperCgroup() string {
+	return filepath.Join(helperCgroupParent, filepath.Base(d.SocketDir()))
+}
+
 // MonitorLog receives the monitor's own log and its helpers' stderr.
 func (d Dir) MonitorLog() string { return d.join("monitor.log") }
 

@@ -199,7 +199,7 @@ func execDetached(ctx context.Context, c *Container, execID string, o ExecOption
 		return err
 	}
 	if spec, err := c.Spec(); err == nil {
-		if _, err := setupHostCgroup(spec, o.ID, []int{ref.Pid}); err != nil {
+		if _, err := setupHostCgroup(spec, o.ID, []int{ref.Pid}, nil); err != nil {
 			killProcess(ref)
 			return err
 		}

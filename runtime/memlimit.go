@@ -9,7 +9,8 @@ import "runtime/debug"
 // at most agent.MaxFrameSize, no goroutine per guest frame: guestConn).
 // The limit is Go's soft one: past it the garbage collector runs as often
 // as it must, so garbage cannot pile up, but live memory is not refused.
-// It is no hard cap: that would need a cgroup of the helpers' own.
+// The hard cap is the monitor's and virtiofsd's memory cgroup
+// (helpercgroup.go); the stand-ins have none.
 const helperMemoryLimit = 64 << 20
 
 // LimitHelperMemory sets the memory limit of a long-lived helper process.

@@ -60,7 +60,8 @@ type vmHandles struct {
 	conn        net.Conn      // the agent connection
 	listener    io.Closer
 	vhost       *os.File
-	lease       *uidLease // QEMU's uid, released once QEMU is gone
+	lease       *uidLease       // QEMU's uid, released once QEMU is gone
+	consoleDone <-chan struct{} // closed once the guest console's copy ended
 }
 
 // RunMonitor is the body of the hidden `runvirt monitor` command. ready is
@@ -93,13 +94,25 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	defer os.Remove(d.AgentSocket())
 	defer ln.Close()
 
-	h, hello, err := startVM(d, cfg, st.Network, log)
+	// The monitor and virtiofsd have a memory limit of their own; QEMU
+	// is started outside it (helpercgroup.go).
+	hc, err := newHelperCgroup(d, cfg.HelperMemoryMiB)
+	if err != nil {
+		reportReady(ready, monitorReady{Error: err.Error()})
+		return err
+	}
+	h, hello, err := startVM(d, cfg, st.Network, hc, log)
 	if err != nil {
 		reportReady(ready, monitorReady{Error: err.Error()})
 		return err
 	}
 	timing := BootTiming{QEMUStarted: h.qemuStarted, AgentReady: time.Now(), GuestMillis: hello.BootMillis}
 	defer h.stop(d, log)
+	if err := hc.enter(os.Getpid()); err != nil {
+		err = fmt.Errorf("helper cgroup: %w", err)
+		reportReady(ready, monitorReady{Error: err.Error()})
+		return err
+	}
 
 	// A guest that breaks the protocol cannot be talked to again: its VM
 	// is stopped, and the sandbox with it.
@@ -244,20 +257,20 @@ func reportReady(ready *os.File, m monitorReady) {
 // startVM starts the sandbox's VM and waits for the agent's hello: restored
 // from the configuration's template when it has one (made first if
 // missing), booted otherwise, and booted after all if the restore fails.
-func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, log *slog.Logger) (*vmHandles, agent.Hello, error) {
+func startVM(d Dir, cfg SandboxConfig, network *SandboxNetwork, hc *helperCgroup, log *slog.Logger) (*vmHandles, agent.Hello, error) {
 	base := baseVM(d, cfg)
 	tmpl := templateFor(cfg, base, network, log)
 	if tmpl == nil {
-		return startVMFrom(d, cfg, base, network, nil, log)
+		return startVMFrom(d, cfg, base, network, nil, hc, log)
 	}
-	h, hello, err := startVMFrom(d, cfg, base, network, tmpl, log)
+	h, hello, err := startVMFrom(d, cfg, base, network, tmpl, hc, log)
 	if err == nil {
 		log.Info("vm restored from a template", "template", tmpl.dir)
 		return h, hello, nil
 	}
 	log.Warn("restoring the template failed; booting instead, and removing the template", "template", tmpl.dir, "err", err)
 	tmpl.remove()
-	return startVMFrom(d, cfg, base, network, nil, log)
+	return startVMFrom(d, cfg, base, network, nil, hc, log)
 }
 
 // baseVM is the sandbox's VM without the files QEMU inherits: what its
@@ -278,8 +291,8 @@ func baseVM(d Dir, cfg SandboxConfig) *hypervisor.VM {
 
 // startVMFrom starts virtiofsd and QEMU, booting a copy of the base VM or,
 // with tmpl, restoring it from that template, and waits for the agent's
-// hello.
-func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *SandboxNetwork, tmpl *savedTemplate, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
+// hello. virtiofsd starts in the helper cgroup hc, QEMU outside it.
+func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *SandboxNetwork, tmpl *savedTemplate, hc *helperCgroup, log *slog.Logger) (h *vmHandles, hello agent.Hello, err error) {
 	h = &vmHandles{qemuDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -308,11 +321,13 @@ func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *Sandbox
 		log.Info("qemu runs as root (qemu_user = \"root\")")
 	}
 	// QEMU may not open these paths itself (see hypervisor.User): it gets
-	// them open. None is readable by other users.
-	console, err := os.OpenFile(d.ConsoleLog(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// them open. None is readable by other users. The console is a pipe
+	// to a log of bounded size (consolelog.go).
+	console, consoleDone, err := startConsoleLog(d.ConsoleLog(), consoleLogMax(cfg.ConsoleLogKiB), log)
 	if err != nil {
-		return h, hello, fmt.Errorf("open guest console log: %w", err)
+		return h, hello, err
 	}
+	h.consoleDone = consoleDone
 	defer console.Close()
 	vm.Console = console
 	qmp, err := listenFile(d.QMPSocket())
@@ -325,7 +340,7 @@ func startVMFrom(d Dir, cfg SandboxConfig, base *hypervisor.VM, network *Sandbox
 		return h, hello, fmt.Errorf("make share: %w", err)
 	}
 	if cfg.SharedFS == "virtio-fs" {
-		if err := h.startVirtiofsd(d, cfg); err != nil {
+		if err := h.startVirtiofsd(d, cfg, hc); err != nil {
 			return h, hello, err
 		}
 		// virtiofsd's socket listens already: the connection waits in its
@@ -532,7 +547,7 @@ func listenFile(path string) (*os.File, error) {
 	return ln.File()
 }
 
-func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
+func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig, hc *helperCgroup) error {
 	f, err := listenFile(d.FSSocket())
 	if err != nil {
 		return fmt.Errorf("virtiofsd socket: %w", err)
@@ -540,7 +555,7 @@ func (h *vmHandles) startVirtiofsd(d Dir, cfg SandboxConfig) error {
 	defer f.Close()
 	cmd := hypervisor.VirtiofsdCommand(cfg.Virtiofsd, f, d.Share())
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
+	if err := hc.start(cmd); err != nil {
 		return fmt.Errorf("start virtiofsd: %w", err)
 	}
 	h.virtiofsd = cmd
@@ -566,6 +581,15 @@ func (h *vmHandles) stop(d Dir, log *slog.Logger) {
 		case <-time.After(2 * time.Second):
 			h.virtiofsd.Process.Kill()
 			<-h.fsDone
+		}
+	}
+	if h.consoleDone != nil {
+		// QEMU is gone: the copy ends as soon as it has written the
+		// console's last bytes.
+		select {
+		case <-h.consoleDone:
+		case <-time.After(2 * time.Second):
+			log.Warn("guest console copy did not end")
 		}
 	}
 	if h.conn != nil {

@@ -41,6 +41,12 @@ type SandboxConfig struct {
 	// TemplateDir, when set, is where the sandbox's VM is restored from a
 	// saved template (made there first if missing): config `template`.
 	TemplateDir string `json:"template_dir,omitempty"`
+	// ConsoleLogKiB caps console.log (0, from an older runvirt: the
+	// default).
+	ConsoleLogKiB int `json:"console_log_kib,omitempty"`
+	// HelperMemoryMiB limits the monitor's and virtiofsd's memory cgroup
+	// (helpercgroup.go); 0: no cgroup.
+	HelperMemoryMiB int `json:"helper_memory_mib,omitempty"`
 }
 
 // Host is what the host offers; detected once per process.
@@ -92,7 +98,7 @@ func Resolve(c *config.Config, h Host) (SandboxConfig, []string, error) {
 		Accel: accel, VCPUs: c.VCPUs, MemoryMiB: c.MemoryMiB, MaxMemoryMiB: c.MaxMemoryMiB,
 		SharedFS: c.SharedFS, Transport: transport, KernelParams: c.KernelParams,
 		BootTimeout: c.BootTimeout.Duration, Debug: c.Debug, LateNetwork: c.LateNetwork,
-		DebugShell: c.DebugShell,
+		DebugShell: c.DebugShell, ConsoleLogKiB: c.ConsoleLogKiB, HelperMemoryMiB: c.HelperMemoryMiB,
 	}
 	if c.Template {
 		sc.TemplateDir = c.TemplateDir

@@ -195,10 +195,17 @@ func makeTemplate(cfg SandboxConfig, base *hypervisor.VM, key string, nics int, 
 	vm := &v
 	vm.ID, vm.ShareDir, vm.ConsoleLog = "template-"+key, share, filepath.Join(t.dir, "console.log")
 	vm.Template, vm.RAMFile, vm.RAMShared = true, t.ram+".tmp", true
-	console, err := os.OpenFile(vm.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	console, consoleDone, err := startConsoleLog(vm.ConsoleLog, consoleLogMax(cfg.ConsoleLogKiB), log)
 	if err != nil {
 		return err
 	}
+	// Runs last, once QEMU is gone and our write end closed.
+	defer func() {
+		select {
+		case <-consoleDone:
+		case <-time.After(2 * time.Second):
+		}
+	}()
 	defer console.Close()
 	vm.Console = console
 	qmpPath := filepath.Join(sockDir, "qmp.sock")

@@ -571,10 +571,17 @@ func runInitChild(cfg *childConfig) error {
 // needs CAP_SYS_ADMIN, so just before applyCreds drops capabilities, and the
 // profile must then allow what follows (credentials, chdir, the executable
 // lookup, the reports and start wait on the pipes, execve).
+//
+// Before either, whatever the spec says, the filter that refuses
+// open_by_handle_at (handles_linux.go) is loaded, while the process still
+// has CAP_SYS_ADMIN: no_new_privs stays as the spec asks.
 func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await, fork bool) error {
+	handles, err := handlesFilter()
+	if err != nil {
+		return err
+	}
 	var filter *seccompFilter
 	if sc != nil {
-		var err error
 		if filter, err = compileSeccomp(sc); err != nil {
 			return fmt.Errorf("seccomp profile: %w", err)
 		}
@@ -595,6 +602,9 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await,
 		return err
 	}
 	env := processEnv(p)
+	if err := handles.load(); err != nil {
+		return fmt.Errorf("refuse open_by_handle_at: %w", err)
+	}
 	if filter != nil && !p.NoNewPrivileges {
 		if err := filter.load(); err != nil {
 			return err
