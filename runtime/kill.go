@@ -16,7 +16,9 @@ import (
 )
 
 // Kill sends sig to the container's init process in the guest, or with all
-// to every process of the container.
+// to every process of the container: the members of its cgroup in the
+// guest, which may outlive its init. As runc's kill --all, that is no error
+// for a stopped container; one whose VM is gone has no process left.
 func Kill(ctx context.Context, g Globals, id string, sig unix.Signal, all bool) error {
 	if err := ValidateID(id); err != nil {
 		return err
@@ -27,6 +29,9 @@ func Kill(ctx context.Context, g Globals, id string, sig unix.Signal, all bool) 
 		return err
 	}
 	if !st.Monitor.Alive() {
+		if all {
+			return nil
+		}
 		return fmt.Errorf("container %s: %w", id, ErrNotRunning)
 	}
 	sd := Dir{Root: g.Root, ID: st.Sandbox}

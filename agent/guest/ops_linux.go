@@ -19,6 +19,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"golang.org/x/sys/unix"
 )
 
 // freezeTimeout bounds the wait for the kernel to report a cgroup frozen or
@@ -163,17 +164,44 @@ func (s *Server) oomKilled(cid string) bool {
 	return n > 0
 }
 
-// removeCgroup removes a deleted container's cgroup. It fails (EBUSY) while
-// a process is left in it, such as the child of an exec in a pod that
-// shares the sandbox's pid namespace; that leaks only a directory.
+// removeCgroup removes a deleted container's cgroup. rmdir fails (EBUSY)
+// while a process is in it: those the host's kill --all has just killed may
+// still be exiting, so a busy cgroup is tried again in the background, for
+// at most exitWait, unless a new container of the same id has taken it
+// over meanwhile (create marks the id under mu before it makes the cgroup,
+// so a retry under mu never removes the new one's). One that stays busy (a
+// process that would not die) leaks only a directory.
 func (s *Server) removeCgroup(cid string) {
 	if !cgroupsEnabled() {
 		return
 	}
-	if err := RemoveCgroup(cid); err != nil {
+	err := RemoveCgroup(cid)
+	if errors.Is(err, unix.EBUSY) {
+		go func() {
+			deadline := time.Now().Add(exitWait)
+			for errors.Is(err, unix.EBUSY) && time.Now().Before(deadline) {
+				time.Sleep(removeRetry)
+				s.mu.Lock()
+				if _, ok := s.containers[cid]; ok || s.creating[cid] {
+					s.mu.Unlock()
+					return
+				}
+				err = RemoveCgroup(cid)
+				s.mu.Unlock()
+			}
+			if err != nil {
+				s.log.Warn("remove cgroup", "container", cid, "err", err)
+			}
+		}()
+		return
+	}
+	if err != nil {
 		s.log.Warn("remove cgroup", "container", cid, "err", err)
 	}
 }
+
+// removeRetry is how often a busy cgroup's removal is tried again.
+const removeRetry = 20 * time.Millisecond
 
 // readOOMKills returns the oom_kill count of the cgroup's memory.events:
 // the processes the kernel's OOM killer ended in it or below it. Without the

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -580,13 +579,15 @@ func (s *Server) watchLifeline(st net.Conn, cid string, p *process) {
 		return
 	}
 	s.log.Warn("stand-in gone, killing its process", "container", cid, "exec", p.id)
-	s.kill(p, unix.SIGKILL, p.id == "")
+	s.kill(cid, p, unix.SIGKILL, p.id == "")
 }
 
-// kill signals a process. A process that has not run its workload ends as
-// if the signal had killed it, as runc's kill of a created container does:
-// an exec not yet started is discarded, a created init is killed.
-func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
+// kill signals a process of container cid, or with all every process of
+// the container (see signalAll), even once the process has exited. A
+// process that has not run its workload ends as if the signal had killed
+// it, as runc's kill of a created container does: an exec not yet started
+// is discarded, a created init is killed.
+func (s *Server) kill(cid string, p *process, sig unix.Signal, all bool) error {
 	s.mu.Lock()
 	if !p.execed && !isClosed(p.exited) && (p.init != nil || !p.started) {
 		if sig == unix.SIGCHLD || sig == unix.SIGURG || sig == unix.SIGWINCH || sig == unix.SIGCONT {
@@ -616,14 +617,11 @@ func (s *Server) kill(p *process, sig unix.Signal, all bool) error {
 		pid = p.pid
 		s.mu.Unlock()
 	}
+	if all {
+		return s.signalAll(cid, pid, isClosed(p.exited), sig)
+	}
 	if pid == 0 || isClosed(p.exited) {
 		return badState("process is not running")
-	}
-	if all {
-		for _, q := range pidsInNamespace(pid) {
-			unix.Kill(q, sig)
-		}
-		return nil
 	}
 	if err := unix.Kill(pid, sig); err != nil {
 		return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
@@ -665,7 +663,7 @@ func (s *Server) signal(req *agent.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.kill(p, unix.Signal(req.Signal), req.All)
+	return s.kill(req.Container, p, unix.Signal(req.Signal), req.All)
 }
 
 func (s *Server) resize(req *agent.Request) error {
@@ -712,17 +710,6 @@ func (s *Server) state(req *agent.Request) *agent.Response {
 		return &agent.Response{Status: "paused", Pid: pid}
 	}
 	return &agent.Response{Status: "running", Pid: pid}
-}
-
-func (s *Server) ps(cid string) ([]int, error) {
-	p, err := s.lookup(cid, "")
-	if err != nil {
-		return nil, err
-	}
-	if !p.started || isClosed(p.exited) {
-		return nil, nil
-	}
-	return pidsInNamespace(p.pid), nil
 }
 
 func (s *Server) delete(cid string) error {
@@ -776,25 +763,4 @@ func isClosed(ch chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// pidsInNamespace lists the agent-visible pids that share pid's pid
-// namespace, pid first.
-func pidsInNamespace(pid int) []int {
-	want, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
-	if err != nil {
-		return nil
-	}
-	pids := []int{pid}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil || n == pid {
-			continue
-		}
-		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == want {
-			pids = append(pids, n)
-		}
-	}
-	return pids
 }

@@ -55,7 +55,7 @@ func testServer(t *testing.T, id string, spec *specs.Spec, root string) (*Server
 	}
 	reaped := reapInto(s, p.pid)
 	t.Cleanup(func() {
-		s.kill(p, unix.SIGKILL, true)
+		s.kill(id, p, unix.SIGKILL, true)
 		<-reaped
 	})
 	return s, p
@@ -181,10 +181,10 @@ func TestServerKillCreated(t *testing.T) {
 		s, p := testServer(t, "srv-kill", testSpec("touch", "/ran"), root)
 		stdout := attachStream(t, s, "srv-kill", agent.StreamStdout)
 		// Ignored by default: nothing happens.
-		if err := s.kill(p, unix.SIGWINCH, false); err != nil || isClosed(p.exited) {
+		if err := s.kill("srv-kill", p, unix.SIGWINCH, false); err != nil || isClosed(p.exited) {
 			t.Errorf("SIGWINCH to a created container = %v, exited %v", err, isClosed(p.exited))
 		}
-		if err := s.kill(p, tc.sig, tc.all); err != nil {
+		if err := s.kill("srv-kill", p, tc.sig, tc.all); err != nil {
 			t.Fatalf("kill %v: %v", tc.sig, err)
 		}
 		st := stateOf(s, "srv-kill")

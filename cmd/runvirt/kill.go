@@ -14,7 +14,7 @@ func (a *app) killCommand() *cli.Command {
 		Usage:     "send a signal to the container's init process (default SIGTERM)",
 		ArgsUsage: "<container-id> [signal]",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "send the signal to every process of the container"},
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "send the signal to every process of the container (its cgroup in the guest), even after its init exited"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			args := cmd.Args()
