@@ -86,6 +86,7 @@ func (e *env) stopPod(pid int) {
 // the guest, and nothing else: in a pod whose containers share the
 // sandbox's pid namespace it leaves the pause process and the sibling
 // containers running, and ps lists the container's own processes alone.
+// So do the kills that stand for it: a dead stand-in's and delete --force's.
 func TestKillAllSharedPidNamespace(t *testing.T) {
 	e := newEnv(t)
 	ticks := t.TempDir()
@@ -93,7 +94,7 @@ func TestKillAllSharedPidNamespace(t *testing.T) {
 
 	aPid, _, _ := e.createBundle("a", e.sharingPidNS("a", pid, ticks, "sh", "-c", "sleep 600 & exec sleep 601"))
 	e.mustRun("start", "a")
-	e.createBundle("b", e.sharingPidNS("b", pid, ticks, "sh", "-c", fmt.Sprintf(tickLoop, "b")))
+	bPid, _, _ := e.createBundle("b", e.sharingPidNS("b", pid, ticks, "sh", "-c", fmt.Sprintf(tickLoop, "b")))
 	e.mustRun("start", "b")
 	waitTicking(t, filepath.Join(ticks, "b"))
 	podNS := e.mustRun("exec", "pod", "readlink", "/proc/self/ns/pid")
@@ -136,7 +137,25 @@ func TestKillAllSharedPidNamespace(t *testing.T) {
 		t.Error("b's workload stopped with a's kill --all")
 	}
 	e.mustRun("delete", "a")
-	e.mustRun("delete", "--force", "b")
+
+	// The same for the kill of the container's processes when its
+	// stand-in dies, and for delete --force of a running one.
+	syscall.Kill(bPid, syscall.SIGKILL)
+	reapStandIn(t, bPid, 30*time.Second)
+	if !e.waitStatus("b", "stopped", 30*time.Second) {
+		t.Error("b is not stopped after kill -9 of its stand-in")
+	}
+	time.Sleep(time.Second)
+	if ticking(filepath.Join(ticks, "b")) {
+		t.Error("b's workload runs on after its stand-in died")
+	}
+	e.mustRun("delete", "b")
+	e.createBundle("c", e.sharingPidNS("c", pid, ticks, "sleep", "600"))
+	e.mustRun("start", "c")
+	e.mustRun("delete", "--force", "c")
+	if out := e.mustRun("exec", "pod", "echo", "pod-alive"); out != "pod-alive\n" {
+		t.Errorf("exec in the sandbox after b's stand-in died and c's delete --force: %q", out)
+	}
 	e.stopPod(pid)
 }
 

@@ -279,3 +279,45 @@ func TestKillAllWithoutCgroup(t *testing.T) {
 		}
 	}
 }
+
+// TestKillAllPaused: a signal other than SIGKILL to a paused container's
+// processes leaves it paused, where a freeze of its own would thaw it
+// afterwards; a handler runs once the container is resumed.
+func TestKillAllPaused(t *testing.T) {
+	useUnifiedCgroup(t)
+	testCgroups(t, "ka-paused")
+	marker := filepath.Join(t.TempDir(), "got-term")
+	cmd := exec.Command("/bin/sh", "-c", `trap "echo > $0; exit 0" TERM; while :; do sleep 0.05; done`, marker)
+	// Its own pid namespace, so that a kill --all gone wrong reaches no
+	// process of the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	moveTo(t, "ka-paused", cmd.Process.Pid)
+	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	p := runningContainer(s, "ka-paused", cmd.Process.Pid)
+	if err := s.pause("ka-paused"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kill("ka-paused", p, unix.SIGTERM, true); err != nil {
+		t.Fatal(err)
+	}
+	if !s.paused("ka-paused") {
+		t.Fatal("kill --all TERM thawed a paused container")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a frozen process ran its handler")
+	}
+	if err := s.resume("ka-paused"); err != nil {
+		t.Fatal(err)
+	}
+	if !waitDead(cmd.Process.Pid) {
+		t.Error("the signal was lost: the process runs on after its resume")
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the handler did not run after the resume: %v", err)
+	}
+}
