@@ -26,17 +26,9 @@ import (
 
 const dkrImage = "runvirt-busybox:latest"
 
-// dkrExecRoot is dockerd's default exec root as a user's dockerd has it,
-// through the symlink; the runtime's state is under
-// EXEC_ROOT/runtime-NAME/moby/<id>.
-const dkrExecRoot = "/var/run/docker"
-
-// dkrContainerd is the system containerd's socket, which dockerd uses.
-const dkrContainerd = "/run/containerd/containerd.sock"
-
 // dkrCtr runs ctr against dockerd's containerd, in docker's namespace.
 func dkrCtr(args ...string) *exec.Cmd {
-	return exec.Command("ctr", append([]string{"--address", dkrContainerd, "--namespace", "moby"}, args...)...)
+	return exec.Command(clients().ctrPath(), append([]string{"--address", clients().dockerContainerd, "--namespace", "moby"}, args...)...)
 }
 
 // dkrLeftInContainerd lists what of container id (every container if id is
@@ -117,7 +109,7 @@ func dkrContainer(t *testing.T, name string) string {
 		}
 		var state []string
 		for _, rt := range []string{"runtime-runc", "runtime-runvirt", "runtime-runvirt-reloaded"} {
-			state = append(state, filepath.Join(dkrExecRoot, rt, "moby", id))
+			state = append(state, filepath.Join(clients().dockerExecRoot, rt, "moby", id))
 		}
 		deadline := time.Now().Add(15 * time.Second)
 		for {
@@ -494,9 +486,10 @@ func TestDockerBridgeNetwork(t *testing.T) {
 		t.Fatalf("docker run -d: exit %d: %s", r.code, r.stderr)
 	}
 	defer dkr(t, "", "rm", "-f", web)
-	ip := inspect(web, "{{.NetworkSettings.IPAddress}}")
-	mac := inspect(web, "{{.NetworkSettings.MacAddress}}")
-	gw := inspect(web, "{{.NetworkSettings.Gateway}}")
+	// Per network: docker 29 leaves the top-level fields empty.
+	ip := inspect(web, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+	mac := inspect(web, "{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}")
+	gw := inspect(web, "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}")
 	if ip == "" || mac == "" || gw == "" {
 		t.Fatalf("docker gave the container ip %q mac %q gateway %q", ip, mac, gw)
 	}
