@@ -7,6 +7,7 @@
 # RUNVIRT_CLIENTS=current (see setup-containerd.sh, setup-docker.sh).
 #
 #   build-clients.sh                 build what is missing; prints the timings
+#                                    and, last, the cache's path
 #   build-clients.sh --bindir NAME   print the bin directory of NAME
 #                                    (containerd, moby, nerdctl), or fail if
 #                                    it was not built; builds nothing
@@ -29,12 +30,14 @@ go=${GO:-go}
 #   directives, so `go install pkg@version` builds it.
 # - moby v2.0.0-beta.24 (docker engine 29, API 1.56): beta.25 needs a
 #   swarmkit pseudo-version the proxy refuses.
-# - nerdctl v2.0.5: v2.4.2 (the newest) has replace directives, which
-#   `go install pkg@version` refuses, and needs a moby/v2 beta the proxy
-#   refuses; v2.1.x needs one too. v2.0.5 builds as it is.
+# - nerdctl v2.3.1: v2.4.2 (the newest) needs moby/v2 v2.0.0-beta.28, which
+#   the proxy refuses, and it serves no later v2.3.x. Every nerdctl 2 has a
+#   replace directive (its test framework tigron, a module in its own tree
+#   that the proxy does not serve), which `go install pkg@version` refuses:
+#   see build_nerdctl.
 containerd_version=v2.4.2
 moby_version=v2.0.0-beta.24
-nerdctl_version=v2.0.5
+nerdctl_version=v2.3.1
 
 say() { echo "build-clients: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -64,7 +67,8 @@ exec 9>"$cache/.lock"
 flock 9
 
 # build NAME TAGS PACKAGE...: go install the packages (all at the version
-# of NAME) into NAME's directory unless it is there.
+# of NAME) into NAME's directory unless it is there. With MODDIR set, from
+# that module (packages without a version).
 build() {
 	local name=$1 tags=$2 d tmp start
 	shift 2
@@ -80,8 +84,8 @@ build() {
 	# CGO for containerd's and dockerd's cgo parts (seccomp is not among
 	# them: libseccomp is only the runc shim's optional helper). nice: the
 	# machine may be running tests meanwhile.
-	if ! GOBIN="$tmp/bin" CGO_ENABLED=1 GOFLAGS="${GOFLAGS:-} -trimpath" \
-		nice -n 19 "$go" install ${tags:+-tags "$tags"} "$@" >&2; then
+	if ! (cd "${MODDIR:-.}" && GOBIN="$tmp/bin" CGO_ENABLED=1 GOFLAGS="${GOFLAGS:-} -trimpath${MODDIR:+ -mod=mod}" \
+		nice -n 19 "$go" install ${tags:+-tags "$tags"} "$@" >&2); then
 		rm -rf "$tmp"
 		die "$name: go install failed"
 	fi
@@ -97,6 +101,44 @@ build containerd no_btrfs \
 build moby "" \
 	"github.com/moby/moby/v2/cmd/dockerd@$moby_version" \
 	"github.com/moby/moby/v2/cmd/docker-proxy@$moby_version"
-build nerdctl "" \
-	"github.com/containerd/nerdctl/v2/cmd/nerdctl@$nerdctl_version"
+
+# build_nerdctl: nerdctl from a module of our own that requires it, with
+# the replace directive nerdctl's own go.mod has. tigron is nerdctl's test
+# framework; the one package of it that nerdctl's binary reaches
+# (pkg/testutil, through cmd/nerdctl/helpers) uses only the interface tig.T,
+# so a stand-in module declaring that interface takes its place. The versions
+# of everything else are nerdctl's go.mod's (minimal version selection over
+# one requirement).
+build_nerdctl() {
+	if [ -d "$(dir nerdctl)/bin" ]; then
+		say "nerdctl: $(dir nerdctl) is built"
+		return 0
+	fi
+	m=$(mktemp -d /tmp/runvirt-nerdctl-mod.XXXXXX) # global: the trap runs after return
+	trap 'rm -rf "$m"' EXIT
+	mkdir -p "$m/tigron/tig"
+	printf 'module github.com/containerd/nerdctl/mod/tigron\n\ngo 1.23\n' >"$m/tigron/go.mod"
+	cat >"$m/tigron/tig/tig.go" <<'EOF'
+// Package tig stands in for nerdctl's test framework: what its non-test
+// code needs of it to compile.
+package tig
+
+// T is what nerdctl's pkg/testutil calls on a test.
+type T interface {
+	Log(args ...any)
+	FailNow()
+}
+EOF
+	cat >"$m/go.mod" <<EOF
+module runvirt.invalid/build-nerdctl
+
+go $("$go" env GOVERSION | sed 's/^go//')
+
+require github.com/containerd/nerdctl/v2 $nerdctl_version
+
+replace github.com/containerd/nerdctl/mod/tigron v0.0.0 => ./tigron
+EOF
+	MODDIR=$m build nerdctl "" github.com/containerd/nerdctl/v2/cmd/nerdctl
+}
+build_nerdctl
 echo "$cache"
