@@ -26,8 +26,10 @@ cache=${RUNVIRT_CLIENTS_CACHE:-/var/cache/runvirt/clients}
 go=${GO:-go}
 
 # The versions, and why not newer ones:
-# - containerd v2.4.2: the newest release the proxy serves; no replace
-#   directives, so `go install pkg@version` builds it.
+# - containerd v2.2.1: the 2.2 line, config version 3 (2.4.2, the newest
+#   the proxy serves, also builds and reads version 3, migrating it to its
+#   own version 4); no replace directives, so `go install pkg@version`
+#   builds it.
 # - moby v2.0.0-beta.24 (docker engine 29, API 1.56): beta.25 needs a
 #   swarmkit pseudo-version the proxy refuses.
 # - nerdctl v2.3.1: v2.4.2 (the newest) needs moby/v2 v2.0.0-beta.28, which
@@ -35,7 +37,7 @@ go=${GO:-go}
 #   replace directive (its test framework tigron, a module in its own tree
 #   that the proxy does not serve), which `go install pkg@version` refuses:
 #   see build_nerdctl.
-containerd_version=v2.4.2
+containerd_version=v2.2.1
 moby_version=v2.0.0-beta.24
 nerdctl_version=v2.3.1
 
