@@ -14,6 +14,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/runvirt/runvirt/agent"
 )
 
 // mountFlag is one mount(8)-style option that maps to a mount(2) flag.
@@ -621,4 +623,22 @@ func readonlyRoot(spec *specs.Spec) error {
 		return fmt.Errorf("remount / read-only: %w", err)
 	}
 	return nil
+}
+
+// refreshSharedAttrs makes the guest fetch anew the attributes of what the
+// container mounts from the share. A client may rewrite a mounted file
+// between create and start (docker ≥ 28 appends the container's address to
+// /etc/hosts after it joined the network), and until virtiofs' attribute
+// timeout runs out the guest kernel keeps the size it saw at create: the
+// workload would read the new content cut to the old length. statx with
+// AT_STATX_FORCE_SYNC asks virtiofsd for the attributes now.
+func refreshSharedAttrs(spec *specs.Spec) {
+	for _, m := range spec.Mounts {
+		if !strings.HasPrefix(m.Source, agent.GuestShareDir+"/") {
+			continue
+		}
+		var st unix.Statx_t
+		// Best effort: a source that is gone fails the workload's own use.
+		unix.Statx(unix.AT_FDCWD, m.Source, unix.AT_STATX_FORCE_SYNC|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS, &st)
+	}
 }

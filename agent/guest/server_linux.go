@@ -396,6 +396,7 @@ func (s *Server) start(req *agent.Request) (int, error) {
 	initPid := c.procs[""].pid
 	s.mu.Unlock()
 	if p.init != nil {
+		refreshSharedAttrs(c.spec)
 		return s.startInit(c.id, p)
 	}
 

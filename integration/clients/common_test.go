@@ -31,6 +31,9 @@ func (s *clientSetup) require(t *testing.T) string {
 	t.Helper()
 	missing := vmPrerequisiteMissing()
 	if missing == "" {
+		missing = clients().err
+	}
+	if missing == "" {
 		s.once.Do(func() {
 			cmd := exec.Command(filepath.Join(ctrdRepo(), "integration", "clients", s.script))
 			var stderr bytes.Buffer

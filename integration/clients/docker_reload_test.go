@@ -11,15 +11,11 @@ import (
 	"time"
 )
 
-// dkrDaemonJSON is the stock dockerd's config file, which setup-docker.sh
-// writes.
-const dkrDaemonJSON = "/etc/docker/daemon.json"
-
 // dkrReload sends dockerd SIGHUP, as `systemctl reload docker` does, and
 // waits until `docker info` lists (or no longer lists) runtime rt.
 func dkrReload(t *testing.T, rt string, want bool) {
 	t.Helper()
-	b, err := os.ReadFile("/var/run/docker.pid")
+	b, err := os.ReadFile(clients().dockerPidFile)
 	if err != nil {
 		t.Fatalf("dockerd's pid: %v", err)
 	}
@@ -47,6 +43,8 @@ func dkrReload(t *testing.T, rt string, want bool) {
 // with given ID already exists", a task and shim left per container).
 func TestDockerRuntimeAddedByReload(t *testing.T) {
 	requireDocker(t)
+	// dockerd's config file, which setup-docker.sh writes.
+	dkrDaemonJSON := clients().dockerDaemonJSON
 	orig, err := os.ReadFile(dkrDaemonJSON)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ const pdmImage = "localhost/runvirt-busybox:latest"
 // clientSetup.require does.
 func requirePodman(t *testing.T) {
 	t.Helper()
+	skipUnlessDebian(t, "podman is Debian's only (its tests run with the Debian set)")
 	pdmConf = pdmSetup.require(t)
 }
 

@@ -4,6 +4,11 @@
 # the background, and import a locally built busybox image into it.
 # Idempotent: run it as often as you like; it only does what is missing.
 #
+# With RUNVIRT_CLIENTS=current it runs today's containerd 2 instead, as
+# build-clients.sh built it (config version 3), as a second instance with
+# paths of its own (/run/runvirt-containerd2, /var/lib/runvirt-containerd2),
+# so both can be set up on one host.
+#
 # The instance is a separate containerd (its own socket, root, state and
 # config), so it neither needs nor disturbs a system containerd or one that
 # dockerd runs. Point ctr at it with:
@@ -18,18 +23,36 @@
 #   RUNVIRT_CONTAINERD_STATE    state dir, socket and log (/run/runvirt-containerd)
 #   RUNVIRT_CONTAINERD_ROOT     containerd's root (/var/lib/runvirt-containerd)
 #   RUNVIRT_IMAGE               image name (localhost/busybox:runvirt)
+#   RUNVIRT_CLIENTS             "debian" (default) or "current"
 #
 # The CRI plugin is set up for Kubernetes pods too: a RuntimeClass handler
 # "runvirt", the pause image localhost/pause:runvirt (built here), and a CNI
-# bridge network "runvirt-pods" (10.99.0.0/24 on the host bridge rv-cni0,
-# Debian's containernetworking-plugins).
+# bridge network "runvirt-pods" (10.99.0.0/24 on the host bridge rv-cni0;
+# 10.98.0.0/24 on rv-cni1 for the current set; Debian's
+# containernetworking-plugins).
 #
 # Prints the socket's path as its last line.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-state=${RUNVIRT_CONTAINERD_STATE:-/run/runvirt-containerd}
-croot=${RUNVIRT_CONTAINERD_ROOT:-/var/lib/runvirt-containerd}
+say() { echo "setup-containerd: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+case ${RUNVIRT_CLIENTS:-debian} in
+debian)
+	suffix= subnet=10.99.0.0/24 bridge=rv-cni0
+	;;
+current)
+	suffix=2 subnet=10.98.0.0/24 bridge=rv-cni1
+	bindir=$("$(dirname "$0")/build-clients.sh" --bindir containerd) || exit 1
+	# containerd finds its shim in PATH, and the script's ctr is this
+	# containerd's.
+	export PATH=$bindir:$PATH
+	;;
+*) die "RUNVIRT_CLIENTS=$RUNVIRT_CLIENTS: want debian or current" ;;
+esac
+state=${RUNVIRT_CONTAINERD_STATE:-/run/runvirt-containerd$suffix}
+croot=${RUNVIRT_CONTAINERD_ROOT:-/var/lib/runvirt-containerd$suffix}
 sock=$state/containerd.sock
 conf=$state/config.toml
 log=$state/containerd.log
@@ -38,9 +61,6 @@ image=${RUNVIRT_IMAGE:-localhost/busybox:runvirt}
 pause_image=localhost/pause:runvirt
 cni_conf=$state/cni
 cni_bin=/usr/lib/cni
-
-say() { echo "setup-containerd: $*" >&2; }
-die() { say "$*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root"
 
@@ -60,7 +80,13 @@ fi
 [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
 
 # 1. containerd, ctr, the runc shim and the CNI plugins.
-if ! command -v containerd >/dev/null || ! command -v ctr >/dev/null ||
+if [ -n "$suffix" ]; then
+	if [ ! -x "$cni_bin/bridge" ]; then
+		say "installing the CNI plugins"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containernetworking-plugins >&2
+	fi
+elif ! command -v containerd >/dev/null || ! command -v ctr >/dev/null ||
 	! command -v containerd-shim-runc-v2 >/dev/null || [ ! -x "$cni_bin/bridge" ]; then
 	say "installing containerd and the CNI plugins"
 	apt-get update -qq
@@ -80,12 +106,12 @@ cat >"$cni_conf/10-runvirt-pods.conflist" <<EOF
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "rv-cni0",
+      "bridge": "$bridge",
       "isGateway": true,
       "ipMasq": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{"subnet": "10.99.0.0/24"}]],
+        "ranges": [[{"subnet": "$subnet"}]],
         "routes": [{"dst": "0.0.0.0/0"}],
         "dataDir": "$state/cni-ipam"
       }
@@ -113,7 +139,44 @@ fi
 
 # 3. containerd's config: a runc-shim runtime "runvirt" whose BinaryName is
 # runvirt (used by the CRI plugin: RuntimeClass handler "runvirt").
-cat >"$conf.new" <<EOF
+if [ -n "$suffix" ]; then
+	# containerd 2: config version 3 (2.4 reads it, as it reads 2, by
+	# migrating it to its version 4). The CRI plugin is split in two:
+	# images (the pause image) and runtime (runtimes, CNI). The v1 runtime
+	# is gone, so ctr picks runvirt with --runc-binary only.
+	cat >"$conf.new" <<EOF
+version = 3
+root = "$croot"
+state = "$state"
+
+[grpc]
+  address = "$sock"
+
+[ttrpc]
+  address = "$sock.ttrpc"
+
+[debug]
+  level = "info"
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = "$pause_image"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["$cni_bin"]
+    conf_dir = "$cni_conf"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runvirt]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runvirt.options]
+      BinaryName = "$runvirt"
+EOF
+else
+	cat >"$conf.new" <<EOF
 version = 2
 root = "$croot"
 state = "$state"
@@ -147,6 +210,7 @@ state = "$state"
 [plugins."io.containerd.runtime.v1.linux"]
   runtime = "$runvirt"
 EOF
+fi
 restart=
 if cmp -s "$conf.new" "$conf"; then
 	rm "$conf.new"

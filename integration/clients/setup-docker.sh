@@ -22,6 +22,14 @@
 # `systemctl reload docker` sends it. An existing daemon.json that does not
 # name runvirt is never overwritten.
 #
+# With RUNVIRT_CLIENTS=current it runs today's docker engine 29 instead, as
+# build-clients.sh built it, on a containerd 2 of its own, both with paths
+# of their own so that they run beside Debian's: the state, socket
+# (docker.sock), pid file, daemon.json and exec root (exec/) under
+# /run/runvirt-docker29, the data root /var/lib/runvirt-docker29, and the
+# containerd under containerd/ of both. The client is the docker CLI the
+# machine has.
+#
 # Environment (all optional):
 #   RUNVIRT_BIN             runvirt binary (default: <repo>/bin/runvirt)
 #   RUNVIRT_CONFIG          runvirt config the runtime reads (default: one
@@ -31,20 +39,43 @@
 #                           runvirt config (default: /run/runvirt-docker)
 #   RUNVIRT_DOCKER_BRIDGE   "none" adds "bridge": "none" to daemon.json
 #   RUNVIRT_DOCKER_IMAGE    image name (runvirt-busybox:latest)
+#   RUNVIRT_CLIENTS         "debian" (default) or "current"
 #
 # Prints the socket's path as its last line.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-state=${RUNVIRT_DOCKER_STATE:-/run/runvirt-docker}
-sock=/var/run/docker.sock
-ctrd_sock=/run/containerd/containerd.sock
-conf=/etc/docker/daemon.json
 runvirt=${RUNVIRT_BIN:-$repo/bin/runvirt}
 image=${RUNVIRT_DOCKER_IMAGE:-runvirt-busybox:latest}
 
 say() { echo "setup-docker: $*" >&2; }
 die() { say "$*"; exit 1; }
+
+case ${RUNVIRT_CLIENTS:-debian} in
+debian)
+	current=
+	state=${RUNVIRT_DOCKER_STATE:-/run/runvirt-docker}
+	sock=/var/run/docker.sock
+	pidfile=/var/run/docker.pid
+	ctrd_sock=/run/containerd/containerd.sock
+	conf=/etc/docker/daemon.json
+	;;
+current)
+	current=1
+	state=${RUNVIRT_DOCKER_STATE:-/run/runvirt-docker29}
+	sock=$state/docker.sock
+	pidfile=$state/docker.pid
+	ctrd_sock=$state/containerd/containerd.sock
+	conf=$state/daemon.json
+	droot=/var/lib/runvirt-docker29
+	ctrd_bin=$("$(dirname "$0")/build-clients.sh" --bindir containerd) || exit 1
+	moby_bin=$("$(dirname "$0")/build-clients.sh" --bindir moby) || exit 1
+	# containerd finds its shim in PATH; dockerd finds runc and
+	# docker-init there. The CLI stays the machine's.
+	export PATH=$ctrd_bin:$moby_bin:$PATH
+	;;
+*) die "RUNVIRT_CLIENTS=$RUNVIRT_CLIENTS: want debian or current" ;;
+esac
 
 [ "$(id -u)" = 0 ] || die "run as root"
 mkdir -p "$state"
@@ -64,7 +95,7 @@ stop() {
 	rm -f "$2"
 }
 if [ "${1:-}" = --stop ]; then
-	stop /var/run/docker.pid "$state/started-dockerd" dockerd
+	stop "$pidfile" "$state/started-dockerd" dockerd
 	stop "$state/containerd.pid" "$state/started-containerd" containerd
 	exit 0
 fi
@@ -73,8 +104,14 @@ fi
 [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
 
 # 1. dockerd and containerd (Debian's docker.io also brings runc and
-# docker-init).
-if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null || ! command -v containerd >/dev/null; then
+# docker-init, which the current set takes from Debian too).
+if [ -n "$current" ]; then
+	if ! command -v runc >/dev/null || ! command -v docker-init >/dev/null || ! command -v docker >/dev/null; then
+		say "installing runc, tini (docker-init) and docker.io (a docker CLI)"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc tini docker.io >&2
+	fi
+elif ! command -v dockerd >/dev/null || ! command -v docker >/dev/null || ! command -v containerd >/dev/null; then
 	say "installing docker.io"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io containerd >&2
@@ -121,12 +158,29 @@ else
 	changed=1
 fi
 
-# 4. The system containerd, as containerd.service starts it.
+# 4. The system containerd, as containerd.service starts it; for the
+# current set, a containerd 2 of dockerd's own.
+ctrd_args=()
+if [ -n "$current" ]; then
+	mkdir -p "$state/containerd" "$droot/containerd"
+	cat >"$state/containerd/config.toml" <<EOF
+version = 3
+root = "$droot/containerd"
+state = "$state/containerd"
+
+[grpc]
+  address = "$ctrd_sock"
+
+[ttrpc]
+  address = "$ctrd_sock.ttrpc"
+EOF
+	ctrd_args=(--config "$state/containerd/config.toml")
+fi
 if ctr --address "$ctrd_sock" version >/dev/null 2>&1; then
 	say "containerd already running on $ctrd_sock"
 else
 	say "starting containerd (log: $state/containerd.log)"
-	setsid containerd >>"$state/containerd.log" 2>&1 </dev/null &
+	setsid containerd "${ctrd_args[@]}" >>"$state/containerd.log" 2>&1 </dev/null &
 	echo $! >"$state/containerd.pid"
 	cp "$state/containerd.pid" "$state/started-containerd"
 	for _ in $(seq 1 150); do
@@ -143,7 +197,7 @@ dk() { docker -H "unix://$sock" "$@"; }
 if dk version >/dev/null 2>&1; then
 	if [ -n "$changed" ]; then
 		say "daemon.json changed: reloading dockerd (SIGHUP)"
-		kill -HUP "$(cat /var/run/docker.pid)"
+		kill -HUP "$(cat "$pidfile")"
 		for _ in $(seq 1 50); do
 			dk info --format '{{json .Runtimes}}' | grep -q '"runvirt"' && break
 			sleep 0.2
@@ -153,7 +207,14 @@ if dk version >/dev/null 2>&1; then
 	fi
 else
 	say "starting dockerd (log: $state/dockerd.log)"
-	setsid dockerd --containerd="$ctrd_sock" >>"$state/dockerd.log" 2>&1 </dev/null &
+	dockerd_args=(--containerd="$ctrd_sock")
+	if [ -n "$current" ]; then
+		# Everything of its own; docker-proxy named, or dockerd would
+		# take Debian's (20.10's, which speaks another protocol).
+		dockerd_args+=(--config-file="$conf" -H "unix://$sock" --pidfile="$pidfile"
+			--data-root="$droot" --exec-root="$state/exec" --userland-proxy-path="$moby_bin/docker-proxy")
+	fi
+	setsid dockerd "${dockerd_args[@]}" >>"$state/dockerd.log" 2>&1 </dev/null &
 	dpid=$!
 	echo "$dpid" >"$state/started-dockerd"
 	for _ in $(seq 1 300); do
