@@ -20,7 +20,7 @@ import (
 // cgroupView prints what a container sees of its cgroup: /proc/self/cgroup
 // and key=value lines for the files of its cgroup mount.
 const cgroupView = `cat /proc/self/cgroup
-for f in memory.max pids.max cpu.max cpuset.cpus.effective memory.current; do
+for f in memory.max memory.low pids.max cpu.max cpu.weight cpuset.cpus.effective memory.current; do
 	echo "$f=$(cat /sys/fs/cgroup/$f)"
 done
 [ -e /sys/fs/cgroup/runvirt ] && echo guest-root-visible
@@ -44,15 +44,17 @@ func parseCgroupView(out string) map[string]string {
 // host starts it (a "cgroup" mount, no cgroup namespace in the spec) sees
 // its own guest cgroup, limits included, at /sys/fs/cgroup and as "/" in
 // /proc/self/cgroup; an exec sees the same, and an update shows there at
-// once.
+// once. The limits are runc's translation (internal/cgroupv2): shares of 1
+// are weight 1, the reservation is memory.low, and an update's 0 keeps a
+// limit (the guest once wrote memory.max 0).
 func TestContainerSeesItsCgroup(t *testing.T) {
 	e := newEnv(t)
-	limit, pids := int64(64<<20), int64(20)
-	quota, period := int64(50000), uint64(100000)
+	limit, reservation, pids := int64(64<<20), int64(16<<20), int64(20)
+	quota, period, shares := int64(50000), uint64(100000), uint64(1)
 	e.spec.Linux.Resources = &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: &limit},
+		Memory: &specs.LinuxMemory{Limit: &limit, Reservation: &reservation},
 		Pids:   &specs.LinuxPids{Limit: &pids},
-		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period, Shares: &shares},
 	}
 	e.spec.Mounts = append(e.spec.Mounts, specs.Mount{
 		Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup",
@@ -83,7 +85,7 @@ func TestContainerSeesItsCgroup(t *testing.T) {
 			t.Errorf("%s: /sys/fs/cgroup shows the guest's root cgroup (runvirt/ is there)", who)
 		}
 	}
-	want := map[string]string{"memory.max": "67108864", "pids.max": "20", "cpu.max": "50000 100000"}
+	want := map[string]string{"memory.max": "67108864", "memory.low": "16777216", "pids.max": "20", "cpu.max": "50000 100000", "cpu.weight": "1"}
 	var initView string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		out, err := e.command("exec", "cg", "cat", "/tmp/init-view").Output()
@@ -101,6 +103,11 @@ func TestContainerSeesItsCgroup(t *testing.T) {
 	out = e.mustRun("exec", "cg", "sh", "-c", cgroupView)
 	t.Logf("exec's view after update:\n%s", out)
 	check("exec after update", out, map[string]string{"memory.max": "33554432", "pids.max": "30", "cpu.max": "25000 100000"})
+
+	e.mustRun("update", "--memory", "0", "--pids-limit", "0", "cg")
+	out = e.mustRun("exec", "cg", "sh", "-c", cgroupView)
+	t.Logf("exec's view after an update with 0:\n%s", out)
+	check("exec after an update with 0", out, map[string]string{"memory.max": "33554432", "pids.max": "30"})
 
 	e.mustRun("delete", "--force", "cg")
 	reapStandIn(t, pid, 30*time.Second)

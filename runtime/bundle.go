@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runvirt/runvirt/internal/cgroupv2"
 )
 
 // maxIDLength bounds container IDs (containerd, docker and CRI-O use 64 hex
@@ -100,6 +102,10 @@ func checkSpec(s *specs.Spec) error {
 		if !filepath.IsAbs(m.Destination) {
 			return fmt.Errorf("mounts[%d].destination %q must be an absolute path", i, m.Destination)
 		}
+	}
+	// The guest would refuse these limits only after the VM booted.
+	if _, err := cgroupv2.Writes(s.Linux.Resources); err != nil {
+		return err
 	}
 	return checkHooks(s.Hooks)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/runvirt/runvirt/internal/cgroupv2"
 )
 
 // The container's limits are enforced inside the guest, on its processes.
@@ -128,26 +130,26 @@ func applyHostLimits(hier, dir string, r *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if r != nil && r.CPU != nil {
+	if r != nil && r.CPU != nil && v2 {
+		// The same translation as the guest's, of the cpu controller's files
+		// only: memory and pids are limited in the guest alone (see the top
+		// of this file), and the v2 host leaves cpuset as the parent has it.
+		cw, err := cgroupv2.Writes(&specs.LinuxResources{CPU: r.CPU})
+		if err != nil {
+			return fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		for _, w := range cw {
+			if w.Controller() == "cpu" {
+				writes = append(writes, [2]string{w.File, w.Value})
+			}
+		}
+	}
+	if r != nil && r.CPU != nil && !v2 {
 		c := r.CPU
-		if v2 {
-			if c.Quota != nil || c.Period != nil {
-				quota, period := "max", uint64(100000)
-				if c.Quota != nil && *c.Quota > 0 {
-					quota = strconv.FormatInt(*c.Quota, 10)
-				}
-				if c.Period != nil && *c.Period != 0 {
-					period = *c.Period
-				}
-				writes = append(writes, [2]string{"cpu.max", quota + " " + strconv.FormatUint(period, 10)})
-			}
+		if hasController(hier, "cpu") {
 			if c.Shares != nil && *c.Shares != 0 {
-				weight := 1 + ((*c.Shares-2)*9999)/262142
-				writes = append(writes, [2]string{"cpu.weight", strconv.FormatUint(weight, 10)})
-			}
-		} else if hasController(hier, "cpu") {
-			if c.Shares != nil && *c.Shares != 0 {
-				writes = append(writes, [2]string{"cpu.shares", strconv.FormatUint(*c.Shares, 10)})
+				// Clamped as the kernel would, and as cpu.weight is under v2.
+				writes = append(writes, [2]string{"cpu.shares", strconv.FormatUint(cgroupv2.ClampShares(*c.Shares), 10)})
 			}
 			if c.Period != nil && *c.Period != 0 {
 				writes = append(writes, [2]string{"cpu.cfs_period_us", strconv.FormatUint(*c.Period, 10)})

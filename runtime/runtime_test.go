@@ -50,15 +50,16 @@ func TestLoadBundle(t *testing.T) {
 
 func TestLoadBundleErrors(t *testing.T) {
 	for name, tc := range map[string]struct{ config, want string }{
-		"missing config": {"", "config.json: no such file or directory"},
-		"malformed":      {`{"ociVersion":`, "config.json"},
-		"no version":     {`{"root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "ociVersion is missing"},
-		"version 2":      {`{"ociVersion":"2.0.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, `ociVersion "2.0.0" is not supported`},
-		"no args":        {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":[],"cwd":"/"},"linux":{}}`, "process.args"},
-		"relative cwd":   {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"x"},"linux":{}}`, "process.cwd"},
-		"no rootfs":      {`{"ociVersion":"1.0.2","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "rootfs"},
-		"no linux":       {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`, "linux"},
-		"bad mount":      {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{},"mounts":[{"destination":"rel"}]}`, "mounts[0].destination"},
+		"missing config":    {"", "config.json: no such file or directory"},
+		"malformed":         {`{"ociVersion":`, "config.json"},
+		"no version":        {`{"root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "ociVersion is missing"},
+		"version 2":         {`{"ociVersion":"2.0.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, `ociVersion "2.0.0" is not supported`},
+		"no args":           {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":[],"cwd":"/"},"linux":{}}`, "process.args"},
+		"relative cwd":      {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"x"},"linux":{}}`, "process.cwd"},
+		"no rootfs":         {`{"ociVersion":"1.0.2","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "rootfs"},
+		"no linux":          {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`, "linux"},
+		"bad mount":         {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{},"mounts":[{"destination":"rel"}]}`, "mounts[0].destination"},
+		"swap below memory": {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"resources":{"memory":{"limit":2097152,"swap":1048576}}}}`, "linux.resources.memory.swap 1048576 is below memory.limit 2097152"},
 	} {
 		_, err := LoadBundle(writeBundle(t, tc.config))
 		if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), tc.want) {

@@ -23,11 +23,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/runvirt/runvirt/internal/cgroupv2"
 )
 
 // cgroupRoot is where the guest's cgroup2 tree is mounted; a variable so that
@@ -139,106 +140,28 @@ func enableControllers(dir string) {
 	}
 }
 
-// cgroupWrite is one resource file and its value.
-type cgroupWrite struct {
-	file, value string
-}
-
-// resourceWrites translates spec resources into cgroup v2 files as runc's v2
-// manager does. Only memory, swap, cpu and pids are handled.
-func resourceWrites(r *specs.LinuxResources) []cgroupWrite {
-	var w []cgroupWrite
-	if m := r.Memory; m != nil {
-		if m.Limit != nil {
-			w = append(w, cgroupWrite{"memory.max", limitValue(*m.Limit)})
-		}
-		if m.Swap != nil {
-			// The spec's swap is memory+swap; v2's memory.swap.max is swap.
-			if v, ok := swapValue(*m.Swap, m.Limit); ok {
-				w = append(w, cgroupWrite{"memory.swap.max", v})
-			}
-		}
-	}
-	if c := r.CPU; c != nil {
-		if c.Shares != nil && *c.Shares != 0 {
-			w = append(w, cgroupWrite{"cpu.weight", strconv.FormatUint(cpuSharesToWeight(*c.Shares), 10)})
-		}
-		if v, ok := cpuMax(c.Quota, c.Period); ok {
-			w = append(w, cgroupWrite{"cpu.max", v})
-		}
-	}
-	if p := r.Pids; p != nil && p.Limit != nil && *p.Limit != 0 {
-		w = append(w, cgroupWrite{"pids.max", limitValue(*p.Limit)})
-	}
-	return w
-}
-
-// limitValue writes a negative limit as "max" (unlimited).
-func limitValue(v int64) string {
-	if v < 0 {
-		return "max"
-	}
-	return strconv.FormatInt(v, 10)
-}
-
-func swapValue(swap int64, limit *int64) (string, bool) {
-	switch {
-	case swap < 0:
-		return "max", true
-	case limit == nil || *limit < 0:
-		return "", false // swap relative to no limit means nothing
-	case swap < *limit:
-		return "", false // invalid; runc rejects it, the memory.max write still applies
-	default:
-		return strconv.FormatInt(swap-*limit, 10), true
-	}
-}
-
-// cpuMax renders cpu.max ("quota period", quota "max" when unlimited).
-func cpuMax(quota *int64, period *uint64) (string, bool) {
-	hasQuota := quota != nil && *quota != 0
-	hasPeriod := period != nil && *period != 0
-	if !hasQuota && !hasPeriod {
-		return "", false
-	}
-	q := "max"
-	if hasQuota && *quota > 0 {
-		q = strconv.FormatInt(*quota, 10)
-	}
-	p := uint64(100000) // the kernel's default period
-	if hasPeriod {
-		p = *period
-	}
-	return q + " " + strconv.FormatUint(p, 10), true
-}
-
-// cpuSharesToWeight is runc's linear map from cgroup v1 cpu.shares [2, 262144]
-// to v2 cpu.weight [1, 10000] (libcontainer's ConvertCPUSharesToCgroupV2Value
-// before 2025), so 1024 shares, the v1 default, become weight 39.
-func cpuSharesToWeight(shares uint64) uint64 {
-	if shares == 0 {
-		return 0
-	}
-	if shares < 2 {
-		shares = 2
-	}
-	if shares > 262144 {
-		shares = 262144
-	}
-	return 1 + ((shares-2)*9999)/262142
-}
-
+// applyResources writes the spec's resources to the container's cgroup, by
+// the translation the host shares (internal/cgroupv2). cpuset.cpus and
+// cpuset.mems are left out: they number the host's CPUs and memory nodes,
+// which the host confines QEMU to; the VM was given as many vCPUs as the
+// set holds (SandboxConfig.SizeFor), numbered from 0, and has one node.
 func applyResources(dir string, r *specs.LinuxResources) error {
-	for _, w := range resourceWrites(r) {
-		if err := writeExisting(filepath.Join(dir, w.file), w.value); err != nil {
-			if errors.Is(err, os.ErrNotExist) && w.file == "memory.swap.max" {
+	writes, err := cgroupv2.Writes(r)
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		if w.Controller() == "cpuset" {
+			continue
+		}
+		if err := writeExisting(filepath.Join(dir, w.File), w.Value); err != nil {
+			if errors.Is(err, os.ErrNotExist) && w.File == "memory.swap.max" {
 				continue // no swap accounting: a swap limit is moot
 			}
 			if errors.Is(err, os.ErrNotExist) {
-				ctrl, _, _ := strings.Cut(w.file, ".")
-				return fmt.Errorf("set %s: %s controller not available in the guest: %w", w.file, ctrl, err)
+				return fmt.Errorf("set %s: %s controller not available in the guest: %w", w.File, w.Controller(), err)
 			}
-			return fmt.Errorf("set %s to %s: %w", w.file, w.value, err)
+			return fmt.Errorf("set %s to %s: %w", w.File, w.Value, err)
 		}
 	}
 	return nil

@@ -217,9 +217,10 @@ func readOOMKills(dir string) (uint64, error) {
 	return ev["oom_kill"], nil
 }
 
-// update changes the container's resource limits. Fields left nil in r keep
-// their value. The cgroup exists from create on (the init is set up there),
-// so the limits of a created container are written to it too, as runc does.
+// update changes the container's resource limits. Fields left nil (or 0)
+// in r keep their value. The cgroup exists from create on (the init is set
+// up there), so the limits of a created container are written to it too, as
+// runc does.
 func (s *Server) update(cid string, r *specs.LinuxResources) error {
 	if r == nil {
 		return &agent.RemoteError{Kind: agent.ErrKindInvalid, Msg: "update: resources are required"}

@@ -205,6 +205,38 @@ func TestUpdateCgroupCompletesHalves(t *testing.T) {
 	}
 }
 
+// An update's 0 keeps a limit, as runc's: memory.max 0 would OOM-kill the
+// container at once (the guest wrote it), pids 0 keeps pids.max (-1 lifts
+// it). Shares of 1 are clamped to weight 1.
+func TestUpdateCgroupZeroKeeps(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	u64 := func(v uint64) *uint64 { return &v }
+	dir := fakeCgroup(t, map[string]string{
+		"cpu.weight": "39\n",
+		"memory.max": "1048576\n",
+		"pids.max":   "32\n",
+	})
+	err := updateCgroup(dir, &specs.LinuxResources{
+		CPU:    &specs.LinuxCPU{Shares: u64(1)},
+		Memory: &specs.LinuxMemory{Limit: i64(0)},
+		Pids:   &specs.LinuxPids{Limit: i64(0)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]string{"cpu.weight": "1", "memory.max": "1048576\n", "pids.max": "32\n"} {
+		if got := readFile(t, filepath.Join(dir, f)); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	if err := updateCgroup(dir, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: i64(-1)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "pids.max")); got != "max" {
+		t.Errorf("pids.max = %q after -1, want max", got)
+	}
+}
+
 // A freeze the kernel never confirms ends after the timeout and is undone.
 func TestFreezeTimesOut(t *testing.T) {
 	dir := fakeCgroup(t, map[string]string{

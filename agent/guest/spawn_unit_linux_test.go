@@ -93,40 +93,6 @@ func TestParseCapabilities(t *testing.T) {
 	}
 }
 
-func TestCPUSharesToWeight(t *testing.T) {
-	for shares, want := range map[uint64]uint64{0: 0, 2: 1, 1024: 39, 262144: 10000, 1 << 30: 10000, 512: 20} {
-		if got := cpuSharesToWeight(shares); got != want {
-			t.Errorf("cpuSharesToWeight(%d) = %d, want %d", shares, got, want)
-		}
-	}
-}
-
-func TestResourceWrites(t *testing.T) {
-	i64 := func(v int64) *int64 { return &v }
-	u64 := func(v uint64) *uint64 { return &v }
-	r := &specs.LinuxResources{
-		Memory: &specs.LinuxMemory{Limit: i64(256 << 20), Swap: i64(512 << 20)},
-		CPU:    &specs.LinuxCPU{Shares: u64(1024), Quota: i64(50000), Period: u64(100000)},
-		Pids:   &specs.LinuxPids{Limit: i64(-1)},
-	}
-	want := []cgroupWrite{
-		{"memory.max", "268435456"},
-		{"memory.swap.max", "268435456"},
-		{"cpu.weight", "39"},
-		{"cpu.max", "50000 100000"},
-		{"pids.max", "max"},
-	}
-	if got := resourceWrites(r); !reflect.DeepEqual(got, want) {
-		t.Errorf("resourceWrites = %v, want %v", got, want)
-	}
-	if v, ok := cpuMax(nil, u64(20000)); !ok || v != "max 20000" {
-		t.Errorf("cpuMax(nil, 20000) = %q, %v", v, ok)
-	}
-	if _, ok := cpuMax(nil, nil); ok {
-		t.Error("cpuMax(nil, nil) wrote cpu.max")
-	}
-}
-
 func TestLookPath(t *testing.T) {
 	root := t.TempDir()
 	mustMkdir(t, filepath.Join(root, "bin"))
@@ -358,6 +324,44 @@ func TestApplyResources(t *testing.T) {
 	err := applyResources(dir, r)
 	if err == nil || !strings.Contains(err.Error(), "pids controller not available") {
 		t.Errorf("pids.max without the controller: %v", err)
+	}
+}
+
+// The guest applies the shared translation (internal/cgroupv2, where its
+// cases are) but the cpuset, which numbers the host's CPUs: a host cpuset
+// of "5" in a VM with one vCPU would fail the container.
+func TestApplyResourcesSkipsCpuset(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"cpu.weight", "cpuset.cpus", "cpuset.mems"} {
+		mustWrite(t, filepath.Join(dir, f), 0o644)
+	}
+	shares := uint64(1)
+	r := &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares, Cpus: "5", Mems: "1"}}
+	if err := applyResources(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	for f, want := range map[string]string{"cpu.weight": "1", "cpuset.cpus": "x", "cpuset.mems": "x"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, f)); string(b) != want {
+			t.Errorf("%s = %q, want %q", f, b, want)
+		}
+	}
+}
+
+// A swap limit below the memory limit fails the container, as in runc; the
+// guest used to drop the swap limit and apply the memory limit alone.
+func TestApplyResourcesRefusesSwapBelowMemory(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"memory.max", "memory.swap.max"} {
+		mustWrite(t, filepath.Join(dir, f), 0o644)
+	}
+	i64 := func(v int64) *int64 { return &v }
+	r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(2 << 20), Swap: i64(1 << 20)}}
+	err := applyResources(dir, r)
+	if err == nil || !strings.Contains(err.Error(), "below memory.limit") {
+		t.Errorf("swap below memory: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "memory.max")); string(b) != "x" {
+		t.Errorf("memory.max = %q after a refused spec, want it untouched", b)
 	}
 }
 
