@@ -227,6 +227,9 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 		case <-bootCtx.Done():
 		}
 	}()
+	// The monitor joins the host memory cgroup before the boot: a failed
+	// boot must not leave it behind (it runs after stopSandbox).
+	cl.Add(func() { removeHostCgroup(b.Spec, o.ID) })
 	t0 := time.Now()
 	ref, ready, err := startMonitor(bootCtx, o.Globals, d)
 	if ref.Pid > 0 {

@@ -81,6 +81,13 @@ func RunMonitor(d Dir, ready *os.File, log *slog.Logger) error {
 	}
 	cfg := st.Config
 	log = log.With("sandbox", d.ID, "component", "monitor")
+	// Before QEMU and virtiofsd start: see joinHostMemoryCgroup. Only the
+	// accounting suffers if it fails.
+	if spec, err := (&Container{Dir: d, State: st}).Spec(); err != nil {
+		log.Warn("no host memory cgroup for the vm", "err", err)
+	} else if err := joinHostMemoryCgroup(spec, d.ID); err != nil {
+		log.Warn("no host memory cgroup for the vm", "err", err)
+	}
 
 	// Clients may connect as soon as the socket exists; they wait in the
 	// backlog until the agent is ready.

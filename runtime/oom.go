@@ -32,12 +32,11 @@ import (
 //
 // The victim must be the hog. The kernel kills the member with the largest
 // RSS + swap + page tables, plus oom_score_adj/1000 of the cgroup's limit;
-// QEMU sits in a sandbox's cgroup with ~100-250 MiB of RSS that is mostly
-// charged to other cgroups (it touched it before it moved here), so a limit
-// just above the cgroup's usage would make QEMU the victim and lose what the
-// guest had not synced. The headroom is therefore at least the largest
-// member's footprint: the hog outweighs it by its own size. Briefly, the
-// sandbox's host memory then grows by that much.
+// QEMU sits in a sandbox's cgroup with ~100-250 MiB of RSS, so a limit just
+// above the cgroup's usage would make QEMU the victim and lose what the guest
+// had not synced. The headroom is therefore at least the largest member's
+// footprint: the hog outweighs it by its own size. Briefly, the sandbox's
+// host memory then grows by that much.
 
 // oomMinHeadroom is the least the limit is set above the cgroup's usage.
 const oomMinHeadroom = 8 << 20
