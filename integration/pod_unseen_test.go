@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,10 +62,26 @@ done`}
 		}
 		e.mustRun("delete", name)
 	}
+	// A member deleted before start never runs, and its delete does not
+	// wait on a workload that cannot stop.
+	mb := e.podMember("dropped", pid, ann, "touch", "/ran")
+	s := readSpec(t, mb)
+	sharePidNS(s, pid)
+	writeSpecTo(t, mb, s)
+	e.createBundle("dropped", mb)
+	began := time.Now()
+	e.mustRun("delete", "dropped")
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("delete of a created member took %v", d)
+	}
+	if _, err := os.Stat(filepath.Join(mb, "rootfs", "ran")); err == nil {
+		t.Error("a member deleted before start ran")
+	}
+
 	// The watcher does see a member's processes: one that sleeps long
 	// enough to be seen is in the sandbox's pid namespace.
-	mb := e.podMember("seen", pid, ann, "sleep", "600")
-	s := readSpec(t, mb)
+	mb = e.podMember("seen", pid, ann, "sleep", "600")
+	s = readSpec(t, mb)
 	sharePidNS(s, pid)
 	writeSpecTo(t, mb, s)
 	e.createBundle("seen", mb)
