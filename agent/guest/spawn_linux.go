@@ -124,7 +124,9 @@ type childConfig struct {
 type childReport struct {
 	Stage string `json:"stage,omitempty"` // stageReady or stageExec
 	// Pid (an exec's stageExec) is the workload the exec child forked,
-	// already running: the exec child itself is not the workload.
+	// already running: the exec child itself is not the workload. In the
+	// stageReady of an init in the pod sandbox's pid namespace, it is the
+	// workload forked stopped (see podpid_linux.go).
 	Pid      int    `json:"pid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Errno    int    `json:"errno,omitempty"`
@@ -145,7 +147,9 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, 
 
 // SpawnPodInit is SpawnInit for a container of a pod: the namespaces whose
 // path in spec is agent.SandboxNamespace are those of sandboxPid (the pod's
-// sandbox container's init) instead of new ones.
+// sandbox container's init) instead of new ones. In the sandbox's pid
+// namespace, Init.Process is the workload, forked there stopped once the
+// container is set up (see podpid_linux.go), not the child that set it up.
 func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandboxPid int) (*Init, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
