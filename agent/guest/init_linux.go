@@ -36,12 +36,14 @@ type Init struct {
 
 // spawnInitChild starts an init child, passing it the start pipe's read end,
 // and waits until it is set up or has failed.
-func spawnInitChild(cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg *os.File) (*Init, error) {
+// podNS are the sandbox's pid and mount namespaces for an init that shares
+// the former (nil otherwise).
+func spawnInitChild(cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg *os.File, podNS []*os.File) (*Init, error) {
 	startR, startW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start pipe: %w", err)
 	}
-	ch, err := startChild(childInitArg, cfg, stdio, sys, cg, nil, startR)
+	ch, err := startChild(childInitArg, cfg, stdio, sys, cg, nil, startR, podNS...)
 	startR.Close()
 	if err != nil {
 		startW.Close()
@@ -49,12 +51,22 @@ func spawnInitChild(cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg 
 	}
 	defer ch.closeConsoleSock()
 	init := &Init{Process: ch.proc, start: startW, repR: ch.repR, reports: ch.reports}
-	if err := ch.reports.untilReady(); err != nil {
+	pid, err := ch.reports.untilReady()
+	if err != nil {
 		// The child exits by itself after reporting; kill covers a child
 		// that got stuck.
 		_ = ch.proc.Kill()
 		init.Close()
 		return nil, err
+	}
+	if pid > 0 {
+		// The workload, forked stopped in the pod's pid namespace: the
+		// container's process from now on (see podpid_linux.go).
+		if init.Process, err = os.FindProcess(pid); err != nil {
+			_ = ch.proc.Kill()
+			init.Close()
+			return nil, fmt.Errorf("find init workload %d: %w", pid, err)
+		}
 	}
 	// The child sent the master before its ready report.
 	if init.Console, err = ch.console(); err != nil {
@@ -136,19 +148,20 @@ func (r *reportReader) next() (childReport, error) {
 	return rep, nil
 }
 
-// untilReady reads an init's reports up to its ready report: nil once the
-// child is set up and waits for its start byte.
-func (r *reportReader) untilReady() error {
+// untilReady reads an init's reports up to its ready report: no error once
+// the child is set up and waits for its start byte. The pid is that of the
+// workload the child forked stopped, 0 when the child itself will be it.
+func (r *reportReader) untilReady() (int, error) {
 	for {
 		rep, err := r.next()
 		if errors.Is(err, io.EOF) {
-			return errors.New("container process exited before it was set up")
+			return 0, errors.New("container process exited before it was set up")
 		}
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if rep.Stage == stageReady {
-			return nil
+			return rep.Pid, nil
 		}
 	}
 }

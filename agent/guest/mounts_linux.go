@@ -128,7 +128,7 @@ func needsRemount(flags uintptr) bool {
 // into it. On return the process's root and cwd are the container's /.
 // cgroup is the container's cgroup directory in the agent's tree ("" for
 // none), see mountOne.
-func prepareRootfs(spec *specs.Spec, rootfs, cgroup string) error {
+func prepareRootfs(spec *specs.Spec, rootfs, cgroup string, proc *procTree) error {
 	if err := unix.Mount("", "/", "", initialPropagation(spec), ""); err != nil {
 		return fmt.Errorf("make / a slave: %w", err)
 	}
@@ -138,7 +138,7 @@ func prepareRootfs(spec *specs.Spec, rootfs, cgroup string) error {
 	}
 	userns := newUserNS(spec)
 	for _, m := range spec.Mounts {
-		if err := mountOne(rootfs, m, userns, cgroup); err != nil {
+		if err := mountOne(rootfs, m, userns, cgroup, proc); err != nil {
 			return err
 		}
 	}
@@ -172,8 +172,9 @@ func initialPropagation(spec *specs.Spec) uintptr {
 // namespace, sysfs and cgroup2 can only be mounted when the network and
 // cgroup namespaces are the container's own; otherwise the agent's are bound
 // instead, as runc does: for cgroup2 the container's directory, never the
-// guest's root.
-func mountOne(rootfs string, m specs.Mount, userns bool, cgroup string) error {
+// guest's root. A proc mount is the pod sandbox's where proc is not nil
+// (see sandboxProcTree).
+func mountOne(rootfs string, m specs.Mount, userns bool, cgroup string, proc *procTree) error {
 	if !filepath.IsAbs(m.Destination) {
 		return fmt.Errorf("mount %s: destination must be absolute", m.Destination)
 	}
@@ -199,6 +200,8 @@ func mountOne(rootfs string, m specs.Mount, userns bool, cgroup string) error {
 			}
 			err = bindAgentMount(src, dst, o)
 		}
+	case m.Type == "proc" && proc != nil:
+		err = proc.mount(dst, o)
 	default:
 		err = unix.Mount(m.Source, dst, m.Type, o.flags, o.data)
 		if userns && m.Type == "sysfs" && errors.Is(err, unix.EPERM) {

@@ -115,13 +115,18 @@ type childConfig struct {
 	// Seccomp is the container's linux.seccomp, for the init and for every
 	// exec alike.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// PodPidNS (init only): the container shares the pod sandbox's pid
+	// namespace, whose files are fds 8 and 9 (see podpid_linux.go).
+	PodPidNS bool `json:"pod_pid_ns,omitempty"`
 }
 
 // childReport is one message from the child on fd 4.
 type childReport struct {
 	Stage string `json:"stage,omitempty"` // stageReady or stageExec
 	// Pid (an exec's stageExec) is the workload the exec child forked,
-	// already running: the exec child itself is not the workload.
+	// already running: the exec child itself is not the workload. In the
+	// stageReady of an init in the pod sandbox's pid namespace, it is the
+	// workload forked stopped (see podpid_linux.go).
 	Pid      int    `json:"pid,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Errno    int    `json:"errno,omitempty"`
@@ -142,7 +147,9 @@ func SpawnInit(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*Init, 
 
 // SpawnPodInit is SpawnInit for a container of a pod: the namespaces whose
 // path in spec is agent.SandboxNamespace are those of sandboxPid (the pod's
-// sandbox container's init) instead of new ones.
+// sandbox container's init) instead of new ones. In the sandbox's pid
+// namespace, Init.Process is the workload, forked there stopped once the
+// container is set up (see podpid_linux.go), not the child that set it up.
 func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandboxPid int) (*Init, error) {
 	if err := validateID(id); err != nil {
 		return nil, err
@@ -158,8 +165,23 @@ func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandb
 		return nil, fmt.Errorf("spawn init %s: %w", id, err)
 	}
 	flags, newCgroupNS := initCloneFlags(spec)
+	// The pid namespace is joined by the child, for its workload only (see
+	// podpid_linux.go); the others by the forking thread.
+	var podNS []*os.File
+	threadJoins := joins[:0:0]
 	for _, j := range joins {
 		flags &^= uintptr(j.flag)
+		if j.flag != unix.CLONE_NEWPID {
+			threadJoins = append(threadJoins, j)
+			continue
+		}
+		pidNS, mntNS, err := openPodPidNS(j.pid)
+		if err != nil {
+			return nil, fmt.Errorf("spawn init %s: %w", id, err)
+		}
+		defer pidNS.Close()
+		defer mntNS.Close()
+		podNS = []*os.File{pidNS, mntNS}
 	}
 	cg, err := setupCgroup(id, spec.Linux)
 	if err != nil {
@@ -168,7 +190,7 @@ func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandb
 	cfg := &childConfig{
 		ID: id, Spec: spec, Rootfs: rootfs, Process: spec.Process,
 		NewCgroupNS: containerCgroupNS(newCgroupNS, cg != nil), Terminal: spec.Process.Terminal,
-		Seccomp: containerSeccomp(spec),
+		Seccomp: containerSeccomp(spec), PodPidNS: podNS != nil,
 	}
 	if cg != nil {
 		defer cg.Close()
@@ -179,10 +201,10 @@ func SpawnPodInit(id string, spec *specs.Spec, rootfs string, stdio Stdio, sandb
 		setUserNSMaps(sys, spec.Linux)
 	}
 	var init *Init
-	if len(joins) == 0 {
-		init, err = spawnInitChild(cfg, stdio, sys, cg)
+	if len(threadJoins) == 0 {
+		init, err = spawnInitChild(cfg, stdio, sys, cg, podNS)
 	} else {
-		init, err = spawnJoined(joins, func() (*Init, error) { return spawnInitChild(cfg, stdio, sys, cg) })
+		init, err = spawnJoined(threadJoins, func() (*Init, error) { return spawnInitChild(cfg, stdio, sys, cg, podNS) })
 	}
 	if err != nil {
 		if cg != nil {
@@ -307,10 +329,10 @@ type child struct {
 }
 
 // startChild starts the agent binary as a container child and sends it its
-// config. mntNS, when not nil, becomes the child's fd 5, and fd7 fd 7 (an
-// init's start pipe, an exec's pid namespace). The caller reads the child's
-// reports and closes repR and the console socket.
-func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, fd7 *os.File) (*child, error) {
+// config. mntNS, when not nil, becomes the child's fd 5, fd7 fd 7 (an
+// init's start pipe, an exec's pid namespace) and extra fds 8 on. The
+// caller reads the child's reports and closes repR and the console socket.
+func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProcAttr, cg, mntNS, fd7 *os.File, extra ...*os.File) (*child, error) {
 	if cfg.Terminal {
 		// The child makes the pty its own stdio.
 		stdio = Stdio{}
@@ -354,6 +376,7 @@ func startChild(mode string, cfg *childConfig, stdio Stdio, sys *syscall.SysProc
 	files = append(files, consChild) // nil: fd 6 closed
 	if fd7 != nil {
 		files = append(files, fd7)
+		files = append(files, extra...)
 	}
 	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], mode}, &os.ProcAttr{
 		Files: files,
@@ -530,13 +553,23 @@ func runInitChild(cfg *childConfig) error {
 	if err != nil {
 		return err
 	}
-	if err := prepareRootfs(spec, cfg.Rootfs, cfg.Cgroup); err != nil {
+	var proc *procTree
+	if cfg.PodPidNS {
+		if proc, err = sandboxProcTree(); err != nil {
+			return err
+		}
+	}
+	err = prepareRootfs(spec, cfg.Rootfs, cfg.Cgroup, proc)
+	proc.close()
+	if err != nil {
 		return err
 	}
 	// As runc: after the container's mounts and the pivot (the pty must
 	// come from its devpts), before the rootfs is finished.
 	if cfg.Terminal {
-		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true, true); err != nil {
+		// A workload forked in the pod's pid namespace takes the pty as its
+		// controlling terminal itself, in a session of its own.
+		if err := setupConsole(childConsFd, cfg.Process.ConsoleSize, true, !cfg.PodPidNS); err != nil {
 			return err
 		}
 	}
@@ -555,7 +588,13 @@ func runInitChild(cfg *childConfig) error {
 	if err := readonlyRoot(spec); err != nil {
 		return err
 	}
-	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true, false)
+	if cfg.PodPidNS {
+		// Only for the children, and while this process still may.
+		if err := joinPodPidNS(); err != nil {
+			return err
+		}
+	}
+	return finishProcess(cfg.Process, cfg.Seccomp, lastCap, true, cfg.PodPidNS)
 }
 
 // finishProcess applies the process-level settings, common to init and exec,
@@ -563,7 +602,8 @@ func runInitChild(cfg *childConfig) error {
 // its start byte, after everything that can fail but execve itself. An exec
 // (fork) forks the workload instead, with everything applied: credentials,
 // no_new_privs, the seccomp filter and rlimits are inherited, and the fork
-// execs at once (forkWorkload).
+// execs at once (forkWorkload). An init in the pod sandbox's pid namespace
+// (both) forks it stopped and releases it at start (forkStopped).
 //
 // The seccomp filter (sc, when not nil) is compiled first, so that a bad
 // profile fails like any setup error, and loaded as late as it can be, as
@@ -633,6 +673,9 @@ func finishProcess(p *specs.Process, sc *specs.LinuxSeccomp, lastCap int, await,
 		return err
 	}
 	report := os.NewFile(childReportFd, "report")
+	if fork && await {
+		return forkStopped(report, path, p, env, filter)
+	}
 	if fork {
 		return forkWorkload(report, path, p, env, filter)
 	}

@@ -258,7 +258,7 @@ func TestReadInitReports(t *testing.T) {
 		{`{"stage":"ready"}{"stage":"exec"}{"error":"permission denied","errno":13,"exec_name":"/x"}`, "", `exec: "/x": permission denied`},
 	} {
 		r := newReportReader(strings.NewReader(tt.in))
-		err := r.untilReady()
+		_, err := r.untilReady()
 		if (err == nil) != (tt.wantReady == "") || (err != nil && err.Error() != tt.wantReady) {
 			t.Errorf("untilReady(%q) = %v, want %q", tt.in, err, tt.wantReady)
 			continue
