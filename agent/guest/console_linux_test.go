@@ -85,22 +85,8 @@ func TestSpawnInitTerminal(t *testing.T) {
 func TestSpawnExecTerminal(t *testing.T) {
 	requiresRoot(t)
 	root := busyboxRootfs(t)
-	init := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "echo ready; exec sleep 1000")
-	ip, _, err := spawnAndStart("exec-tty", spec, root, init.child)
-	init.closeChild()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	defer func() {
-		ip.Signal(unix.SIGKILL)
-		reap(t, ip.Pid)
-		init.wg.Wait()
-	}()
-	if l := init.waitLine(t); l != "ready" {
-		t.Fatalf("init said %q", l)
-	}
+	ip, _ := startReadyInit(t, "exec-tty", spec, root)
 	proc := &specs.Process{
 		Args:         []string{"sh", "-c", terminalScript},
 		Env:          []string{"PATH=/bin"},

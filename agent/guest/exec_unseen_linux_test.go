@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // TestSpawnExecUnseenUntilInside: a container process with CAP_SYS_PTRACE
@@ -29,21 +28,7 @@ while :; do
 	done
 done`)
 	spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
-	init := newPipeStdio(t)
-	ip, _, err := spawnAndStart("exec-unseen", spec, root, init.child)
-	init.closeChild()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	defer func() {
-		ip.Signal(unix.SIGKILL)
-		reap(t, ip.Pid)
-		init.wg.Wait()
-	}()
-	if l := init.waitLine(t); l != "ready" {
-		t.Fatalf("init said %q", l)
-	}
+	ip, _ := startReadyInit(t, "exec-unseen", spec, root)
 	// The watcher does see a process whose root is the agent's, when there
 	// is one in its pid namespace: itself, were it not in the container.
 	proc := &specs.Process{Args: []string{"true"}, Env: []string{"PATH=/bin"}, Cwd: "/", Capabilities: spec.Process.Capabilities}

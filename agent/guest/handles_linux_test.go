@@ -157,21 +157,7 @@ func TestSpawnHandlesFilter(t *testing.T) {
 	}
 
 	spec := testSpec("sh", "-c", "echo ready; exec sleep 1000")
-	init := newPipeStdio(t)
-	ip, _, err := spawnAndStart("handles-exec", spec, root, init.child)
-	init.closeChild()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	defer func() {
-		ip.Signal(unix.SIGKILL)
-		reap(t, ip.Pid)
-		init.wg.Wait()
-	}()
-	if l := init.waitLine(t); l != "ready" {
-		t.Fatalf("init said %q", l)
-	}
+	ip, _ := startReadyInit(t, "handles-exec", spec, root)
 	ex := newPipeStdio(t)
 	ep, _, err := SpawnExec("handles-exec", ip.Pid, spec, &specs.Process{Args: []string{"sh", "-c", script},
 		Env: []string{"PATH=/bin"}, Cwd: "/"}, ex.child)

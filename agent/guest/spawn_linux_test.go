@@ -284,6 +284,29 @@ func spawnAndStart(id string, spec *specs.Spec, rootfs string, stdio Stdio) (*os
 	return init.Process, init.Console, nil
 }
 
+// startReadyInit starts a container init whose workload prints "ready"
+// and then stays (exec sleep), and waits for that line; the test's cleanup
+// kills and reaps it.
+func startReadyInit(t *testing.T, id string, spec *specs.Spec, rootfs string) (*os.Process, *pipeStdio) {
+	t.Helper()
+	init := newPipeStdio(t)
+	ip, _, err := spawnAndStart(id, spec, rootfs, init.child)
+	init.closeChild()
+	if err != nil {
+		reapAny(t)
+		t.Fatalf("SpawnInit: %v", err)
+	}
+	t.Cleanup(func() {
+		ip.Signal(unix.SIGKILL)
+		reap(t, ip.Pid)
+		init.wg.Wait()
+	})
+	if l := init.waitLine(t); l != "ready" {
+		t.Fatalf("init said %q", l)
+	}
+	return ip, init
+}
+
 // runInit runs a container init to completion.
 func runInit(t *testing.T, id string, spec *specs.Spec, rootfs string) result {
 	t.Helper()
@@ -499,22 +522,8 @@ func TestSpawnInitSetupError(t *testing.T) {
 func TestSpawnExec(t *testing.T) {
 	requiresRoot(t)
 	root := busyboxRootfs(t)
-	init := newPipeStdio(t)
 	spec := testSpec("sh", "-c", "echo data > /tmp/shared; echo ready; exec sleep 1000")
-	ip, _, err := spawnAndStart("exec-test", spec, root, init.child)
-	init.closeChild()
-	if err != nil {
-		reapAny(t)
-		t.Fatalf("SpawnInit: %v", err)
-	}
-	defer func() {
-		ip.Signal(unix.SIGKILL)
-		reap(t, ip.Pid)
-		init.wg.Wait()
-	}()
-	if l := init.waitLine(t); l != "ready" {
-		t.Fatalf("init said %q", l)
-	}
+	ip, _ := startReadyInit(t, "exec-test", spec, root)
 
 	proc := &specs.Process{
 		Args: []string{"sh", "-c", `cat shared; hostname; echo $$; cat /proc/1/comm; grep -E '^(Uid|CapEff)' /proc/self/status; ` +
