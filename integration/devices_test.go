@@ -5,26 +5,8 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
-
-func i64(v int64) *int64 { return &v }
-
-// dockerDeviceRules are the device rules docker writes in every spec: deny
-// all, then an allow list.
-var dockerDeviceRules = []specs.LinuxDeviceCgroup{
-	{Allow: false, Access: "rwm"},
-	{Allow: true, Type: "c", Access: "m"},
-	{Allow: true, Type: "b", Access: "m"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(7), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(136), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "rwm"},
-}
 
 // devicesScript makes a /dev/kmsg node (1:11, outside docker's list; a
 // write-only open needs no privilege) and a node for the guest's first
@@ -44,7 +26,7 @@ func TestDeviceRules(t *testing.T) {
 	e := newEnv(t)
 	caps := append(e.spec.Process.Capabilities.Bounding, "CAP_MKNOD")
 	e.spec.Process.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
-	e.spec.Linux.Resources = &specs.LinuxResources{Devices: dockerDeviceRules}
+	e.spec.Linux.Resources = &specs.LinuxResources{Devices: testutil.DockerDeviceRules()}
 	r := e.runArgs("dev-rules", "sh", "-c", devicesScript)
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"github.com/runvirt/runvirt/runtime"
 )
 
@@ -40,26 +41,7 @@ func TestMain(m *testing.M) {
 // requireVM skips (or, in CI, fails) unless a VM can be booted here.
 func requireVM(t *testing.T) {
 	t.Helper()
-	var missing string
-	switch {
-	case os.Geteuid() != 0:
-		missing = "not root (run: sudo make integration)"
-	case !exists(runvirtBin):
-		missing = runvirtBin + " is missing (run: make)"
-	case !exists(filepath.Join(guestDir, "initrd.img")):
-		missing = "the guest image is missing (run: make)"
-	case !inPath("qemu-system-x86_64"):
-		missing = "qemu-system-x86_64 is not installed (run: make deps)"
-	case !exists("/bin/busybox"):
-		missing = "busybox-static is not installed (run: make deps)"
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("RUNVIRT_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("integration prerequisite missing: %s", missing)
-	}
-	t.Skipf("skipping: %s", missing)
+	testutil.RequiresVM(t, repoRoot)
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // A private test subnet, only ever on this test's veth pair: one end in
@@ -32,12 +33,7 @@ const (
 // detection is off, so the addresses work at once. It returns the namespace's name and eth0's MAC.
 func cniNetNS(t *testing.T) (ns, mac string) {
 	t.Helper()
-	if !inPath("ip") || !inPath("tc") {
-		if os.Getenv("RUNVIRT_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("integration prerequisite missing: ip and tc (apt-get install iproute2)")
-		}
-		t.Skip("skipping: needs ip and tc (apt-get install iproute2)")
-	}
+	testutil.RequiresCommands(t, "iproute2", "ip", "tc")
 	ns = fmt.Sprintf("rvnet%d", os.Getpid())
 	host := fmt.Sprintf("rvhost%d", os.Getpid())
 	ip := func(args ...string) string {

@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -100,12 +101,8 @@ func TestNetworkNamespace(t *testing.T) {
 // Cleanup.
 func testNetNS(t *testing.T, inside, outside string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to make network namespaces (run the tests as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs ip (apt-get install iproute2)")
-	}
+	testutil.RequiresRoot(t, "make network namespaces")
+	testutil.RequiresCommands(t, "iproute2", "ip")
 	name := fmt.Sprintf("rvt%d", os.Getpid())
 	host := fmt.Sprintf("rvh%d", os.Getpid())
 	ip := func(args ...string) {

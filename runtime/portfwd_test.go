@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/yamux"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -369,9 +370,7 @@ func TestPortForwardNetNS(t *testing.T) {
 // The mirror's listeners are on loopback in the namespace given, whose lo
 // loopbackUp brings up, and nowhere in the caller's.
 func TestListenLoopbackInNetNS(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces")
-	}
+	testutil.RequiresRoot(t, "make network namespaces")
 	tid, stop := make(chan int, 1), make(chan struct{})
 	defer close(stop)
 	go func() {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"errors"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
@@ -155,9 +156,7 @@ func TestUnescapeMountinfo(t *testing.T) {
 
 func requiresRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for bind mounts (run the tests as root)")
-	}
+	testutil.RequiresRoot(t, "make bind mounts and cgroups")
 }
 
 func TestShareBindMountsAndCleanup(t *testing.T) {

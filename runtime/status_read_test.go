@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // fakeAgent answers every request on the sandbox's agent socket with
@@ -21,9 +22,7 @@ type fakeAgent struct {
 
 func startFakeAgent(t *testing.T, d Dir, status string) *fakeAgent {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for the socket directory under " + SocketBase + " (run as root)")
-	}
+	testutil.RequiresRoot(t, "make the socket directory under "+SocketBase)
 	if err := os.MkdirAll(d.SocketDir(), 0o700); err != nil {
 		t.Fatal(err)
 	}

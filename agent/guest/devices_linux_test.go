@@ -11,26 +11,11 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
 func i64(v int64) *int64 { return &v }
-
-// dockerDeviceRules are the device rules docker writes in every spec.
-var dockerDeviceRules = []specs.LinuxDeviceCgroup{
-	{Allow: false, Access: "rwm"},
-	{Allow: true, Type: "c", Access: "m"},
-	{Allow: true, Type: "b", Access: "m"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(3), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(8), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(7), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(0), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(5), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(1), Minor: i64(9), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(136), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"},
-	{Allow: true, Type: "c", Major: i64(10), Minor: i64(200), Access: "rwm"},
-}
 
 // devCase is one access and the decision a set must give.
 type devCase struct {
@@ -48,7 +33,7 @@ func TestDevSetDecisions(t *testing.T) {
 		cases     []devCase
 	}{
 		{
-			name: "docker's defaults", rules: dockerDeviceRules, restricts: true,
+			name: "docker's defaults", rules: testutil.DockerDeviceRules(), restricts: true,
 			cases: []devCase{
 				{'c', 1, 3, "rw", true},    // /dev/null
 				{'c', 1, 1, "m", true},     // mknod of anything
@@ -127,7 +112,7 @@ func TestDevSetDecisions(t *testing.T) {
 // The program decides as the set does for every access to a grid of
 // devices around the rules' numbers.
 func TestDeviceProgramAgreesWithSet(t *testing.T) {
-	set, err := containerDevSet(append(dockerDeviceRules,
+	set, err := containerDevSet(append(testutil.DockerDeviceRules(),
 		specs.LinuxDeviceCgroup{Allow: true, Type: "b", Major: i64(8), Access: "r"},
 		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Minor: i64(4), Access: "w"},
 	))
@@ -258,7 +243,7 @@ func TestDeviceProgramInKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cg.Close()
-	if err := applyDeviceRules(cg, dockerDeviceRules); err != nil {
+	if err := applyDeviceRules(cg, testutil.DockerDeviceRules()); err != nil {
 		if errors.Is(err, errNoDeviceBPF) || errors.Is(err, unix.EPERM) {
 			t.Skipf("skipping, cannot load cgroup device programs here: %v", err)
 		}

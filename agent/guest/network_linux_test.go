@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"testing"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -70,9 +70,7 @@ func TestGuestAddr(t *testing.T) {
 // A spare NIC is parked out of sight and taken over later with another
 // MAC: tried on a veth in a network namespace of the test's own.
 func TestParkAndTakeOverNIC(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces")
-	}
+	testutil.RequiresRoot(t, "make network namespaces")
 	done := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends in the test's namespace.

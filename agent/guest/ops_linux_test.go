@@ -16,6 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // fakeCgroup writes files into a temporary directory standing in for a
@@ -260,9 +261,7 @@ func TestFreezeTimesOut(t *testing.T) {
 // (cgroup.freeze in child cgroups), or skips.
 func useUnifiedCgroup(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, needs root to create cgroups (try: sudo go test ./agent/guest/)")
-	}
+	testutil.RequiresRoot(t, "create cgroups")
 	old := cgroupRoot
 	if !cgroupsEnabled() {
 		cgroupRoot = "/sys/fs/cgroup/unified"

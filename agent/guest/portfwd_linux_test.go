@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/hashicorp/yamux"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -182,9 +182,7 @@ func TestServerPortsAndDial(t *testing.T) {
 // A container in a network namespace of its own: its listeners are
 // listed, and dialled, there, not in the agent's.
 func TestServerDialOtherNetNS(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces")
-	}
+	testutil.RequiresRoot(t, "make network namespaces")
 	type ns struct {
 		tid  int
 		port uint16

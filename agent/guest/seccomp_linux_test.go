@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -645,12 +646,8 @@ func TestSeccompKernel(t *testing.T) {
 		}
 	}
 
-	if _, err := os.Stat(busybox); err != nil {
-		t.Skipf("no %s: %v", busybox, err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("loading a filter without no_new_privs needs root")
-	}
+	testutil.RequiresBusybox(t)
+	testutil.RequiresRoot(t, "load a filter without no_new_privs")
 	if out, err := helper("exec"); err != nil || out != "" {
 		t.Errorf("busybox true under docker's profile: %v, output %q", err, out)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,17 +34,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-const busybox = "/bin/busybox"
+const busybox = testutil.Busybox
 
-// requiresRoot skips tests that create namespaces and mounts.
+// requiresRoot stops tests that create namespaces and mounts, and run
+// busybox in them, where they cannot.
 func requiresRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping, needs root to create namespaces and mounts (try: sudo go test ./agent/)")
-	}
-	if _, err := os.Stat(busybox); err != nil {
-		t.Skipf("skipping, needs a static busybox at %s (try: apt-get install busybox-static): %v", busybox, err)
-	}
+	testutil.RequiresRoot(t, "create namespaces and mounts")
+	testutil.RequiresBusybox(t)
 }
 
 // busyboxRootfs builds a minimal root filesystem and fails the test if the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // clientSetup runs a client's setup script (which installs and starts the
@@ -51,29 +52,12 @@ func (s *clientSetup) require(t *testing.T) string {
 	if missing == "" {
 		return s.sock
 	}
-	if os.Getenv("RUNVIRT_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("integration prerequisite missing: %s", missing)
-	}
-	t.Skipf("skipping: %s", missing)
+	testutil.Missing(t, missing)
 	return ""
 }
 
 // vmPrerequisiteMissing says what this host lacks to boot runvirt VMs, or "".
-func vmPrerequisiteMissing() string {
-	switch {
-	case os.Geteuid() != 0:
-		return "not root (run: sudo make integration)"
-	case !ctrdExists(ctrdRunvirt()):
-		return ctrdRunvirt() + " is missing (run: make)"
-	case !ctrdExists(filepath.Join(ctrdRepo(), "build", "guest", "initrd.img")):
-		return "the guest image is missing (run: make)"
-	case !ctrdInPath("qemu-system-x86_64"):
-		return "qemu-system-x86_64 is not installed (run: make deps)"
-	case !ctrdExists("/bin/busybox"):
-		return "busybox-static is not installed (run: make deps)"
-	}
-	return ""
-}
+func vmPrerequisiteMissing() string { return testutil.VMMissing(ctrdRepo()) }
 
 // cmdResult is what one client invocation did.
 type cmdResult struct {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // nerdctlBin is the directory of the nerdctl build-clients.sh built.
@@ -39,10 +41,7 @@ func requireNerdctl(t *testing.T) {
 		nerdctlBin = dir
 		return
 	}
-	if os.Getenv("RUNVIRT_REQUIRE_INTEGRATION") == "1" {
-		t.Fatalf("integration prerequisite missing: %v", err)
-	}
-	t.Skipf("skipping: %v", err)
+	testutil.Missing(t, err.Error())
 }
 
 // nerdctlCommand is nerdctl on the test containerd, in its default
