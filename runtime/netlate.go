@@ -9,10 +9,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strconv"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -39,22 +39,18 @@ func newNetNS(path string) error {
 		return fmt.Errorf("make network namespace file: %w", err)
 	}
 	f.Close()
-	done := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends in the new namespace.
-		goruntime.LockOSThread()
+	// The thread ends in the new namespace.
+	err = nsexec.Throwaway(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("unshare network namespace: %w", err)
-			return
+			return fmt.Errorf("unshare network namespace: %w", err)
 		}
 		self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 		if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-			done <- fmt.Errorf("bind network namespace to %s: %w", path, err)
-			return
+			return fmt.Errorf("bind network namespace to %s: %w", path, err)
 		}
-		done <- nil
-	}()
-	if err := <-done; err != nil {
+		return nil
+	})
+	if err != nil {
 		os.Remove(path)
 		return err
 	}
@@ -89,7 +85,7 @@ func setupLateNetwork(dir string) (*SandboxNetwork, error) {
 		return nil, err
 	}
 	n := &SandboxNetwork{NetNS: path, Own: true}
-	err := inNetNS(path, func() error {
+	err := nsexec.Do(path, unix.CLONE_NEWNET, func() error {
 		tl, err := makeTap("tap0_rv", 1500)
 		if err != nil {
 			return err
@@ -129,7 +125,7 @@ func plumbLate(ctx context.Context, c *Container, log *slog.Logger) (bool, error
 		return false, nil
 	}
 	var found bool
-	err := inNetNS(n.NetNS, func() error {
+	err := nsexec.Do(n.NetNS, unix.CLONE_NEWNET, func() error {
 		links, err := dump(func() ([]netlink.Link, error) { return netlink.LinkList() })
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)

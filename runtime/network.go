@@ -3,14 +3,13 @@ package runtime
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -123,56 +122,12 @@ func hasNetworkNamespace(spec *specs.Spec) bool {
 	return false
 }
 
-// errNoNetNS: the path names no network namespace (any more).
-var errNoNetNS = errors.New("no network namespace")
-
-// inNetNS runs fn on an OS thread that has joined the network namespace at
-// path. Netlink sockets, and /dev/net/tun opened there, belong to that
-// namespace. The thread goes back to the pool only once it is back in its
-// own namespace; otherwise it dies with the goroutine. fn must not hand
-// work to other goroutines.
-func inNetNS(path string, fn func() error) error {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("open network namespace: %w: %w", errNoNetNS, err)
-	}
-	if err != nil {
-		return fmt.Errorf("open network namespace: %w", err)
-	}
-	defer f.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Back to the namespace we came from, and the thread to the pool;
-		// if that fails the thread stays locked and ends with the goroutine.
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- fmt.Errorf("open own network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			if errors.Is(err, unix.EINVAL) {
-				err = fmt.Errorf("%w: %w", errNoNetNS, err)
-			}
-			done <- fmt.Errorf("join network namespace %s: %w", path, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
-}
-
 // setupNetwork plumbs every interface of the namespace at path into taps
 // for the VM. It returns nil for a namespace with nothing but loopback. On
 // failure nothing it made is left.
 func setupNetwork(path string, log *slog.Logger) (*SandboxNetwork, error) {
 	n := &SandboxNetwork{NetNS: path}
-	err := inNetNS(path, func() error {
+	err := nsexec.Do(path, unix.CLONE_NEWNET, func() error {
 		links, err := dump(func() ([]netlink.Link, error) { return netlink.LinkList() })
 		if err != nil {
 			return fmt.Errorf("list links: %w", err)
@@ -447,7 +402,7 @@ func (n *SandboxNetwork) unplumb() error {
 	if len(n.Interfaces) == 0 {
 		return nil
 	}
-	err := inNetNS(n.NetNS, func() error {
+	err := nsexec.Do(n.NetNS, unix.CLONE_NEWNET, func() error {
 		var errs []error
 		for _, t := range n.Interfaces {
 			// The link's side first: a redirect to a deleted tap no longer
@@ -466,7 +421,7 @@ func (n *SandboxNetwork) unplumb() error {
 	})
 	// A namespace that is gone (its path removed, or left as an empty file
 	// once unmounted) took the plumbing with it.
-	if errors.Is(err, errNoNetNS) {
+	if errors.Is(err, nsexec.ErrNoNamespace) {
 		return nil
 	}
 	if err != nil {
@@ -498,7 +453,7 @@ func unplumbLink(t TapLink) error {
 // the namespace it was opened in). The caller closes the files.
 func (n *SandboxNetwork) openTaps() ([]*os.File, error) {
 	var files []*os.File
-	err := inNetNS(n.NetNS, func() error {
+	err := nsexec.Do(n.NetNS, unix.CLONE_NEWNET, func() error {
 		for _, t := range n.Interfaces {
 			f, err := openTap(t.Tap)
 			if err != nil {

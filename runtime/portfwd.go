@@ -31,7 +31,9 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -350,7 +352,7 @@ func (w stallWriter) Write(b []byte) (int, error) {
 // namespace may have IPv6 off).
 func listenLoopback(netns string, port uint16) ([]net.Listener, error) {
 	var lns []net.Listener
-	err := inNetNS(netns, func() error {
+	err := nsexec.Do(netns, unix.CLONE_NEWNET, func() error {
 		var errs []error
 		for _, a := range []struct{ network, host string }{{"tcp4", "127.0.0.1"}, {"tcp6", "::1"}} {
 			ln, err := net.Listen(a.network, net.JoinHostPort(a.host, strconv.Itoa(int(port))))
@@ -375,7 +377,7 @@ func listenLoopback(netns string, port uint16) ([]net.Listener, error) {
 // loopbackUp brings the loopback interface of the namespace at netns up,
 // if it is down: the CRI runtimes dial localhost there.
 func loopbackUp(netns string) error {
-	return inNetNS(netns, func() error {
+	return nsexec.Do(netns, unix.CLONE_NEWNET, func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return fmt.Errorf("find lo: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/yamux"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"github.com/runvirt/runvirt/internal/testutil"
 	"golang.org/x/sys/unix"
 )
@@ -416,7 +417,7 @@ func TestListenLoopbackInNetNS(t *testing.T) {
 		t.Error("the mirror listens in the caller's namespace")
 	}
 	// In its namespace, it accepts.
-	err = inNetNS(netns, func() error {
+	err = nsexec.Do(netns, unix.CLONE_NEWNET, func() error {
 		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()

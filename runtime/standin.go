@@ -10,12 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/creack/pty"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -237,24 +237,19 @@ func startInNamespaces(cmd *exec.Cmd, p nsPlan) error {
 		}
 		files = append(files, f)
 	}
-	done := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread is in other namespaces now and must
-		// die with this goroutine.
-		runtime.LockOSThread()
+	// The thread is in other namespaces afterwards, and the child started
+	// from it inherits them.
+	return nsexec.Throwaway(func() error {
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			done <- fmt.Errorf("unshare fs: %w", err)
-			return
+			return fmt.Errorf("unshare fs: %w", err)
 		}
 		for i, j := range p.join {
 			if err := unix.Setns(int(files[i].Fd()), j.flag); err != nil {
-				done <- fmt.Errorf("join namespace %s: %w", j.path, err)
-				return
+				return fmt.Errorf("join namespace %s: %w", j.path, err)
 			}
 		}
-		done <- cmd.Start()
-	}()
-	return <-done
+		return cmd.Start()
+	})
 }
 
 // sendConsole passes the console's master to the client over its socket,

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/runvirt/runvirt/agent"
 	"github.com/runvirt/runvirt/hypervisor"
+	"github.com/runvirt/runvirt/internal/nsexec"
 )
 
 // Templates (config `template`, docs/design-templates.md): instead of
@@ -361,33 +361,25 @@ func templateTaps(n int) ([]*os.File, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	type result struct {
-		files []*os.File
-		err   error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This thread moves to a new namespace: it must never run other
-		// goroutines again, so it stays locked and ends with this one.
-		goruntime.LockOSThread()
-		var r result
-		defer func() { ch <- r }()
-		if r.err = unix.Unshare(unix.CLONE_NEWNET); r.err != nil {
-			r.err = fmt.Errorf("template taps: new network namespace: %w", r.err)
-			return
+	var files []*os.File
+	// The thread moves to a new namespace: it must never run other
+	// goroutines again.
+	err := nsexec.Throwaway(func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			return fmt.Errorf("template taps: new network namespace: %w", err)
 		}
 		for i := 0; i < n; i++ {
 			f, err := openTap("")
 			if err != nil {
-				for _, f := range r.files {
+				for _, f := range files {
 					f.Close()
 				}
-				r.files, r.err = nil, fmt.Errorf("template taps: %w", err)
-				return
+				files = nil
+				return fmt.Errorf("template taps: %w", err)
 			}
-			r.files = append(r.files, f)
+			files = append(files, f)
 		}
-	}()
-	r := <-ch
-	return r.files, r.err
+		return nil
+	})
+	return files, err
 }

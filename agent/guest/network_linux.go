@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -141,27 +141,21 @@ func parkingNS() (park, root netns.NsHandle, err error) {
 			return 0, 0, fmt.Errorf("open the guest's network namespace: %w", err)
 		}
 	}
-	type result struct {
-		h   netns.NsHandle
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Never unlocked: the thread ends in the new namespace.
-		runtime.LockOSThread()
+	// The thread ends in the new namespace.
+	var h netns.NsHandle
+	err = nsexec.Throwaway(func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			done <- result{0, fmt.Errorf("make the parking namespace: %w", err)}
-			return
+			return fmt.Errorf("make the parking namespace: %w", err)
 		}
-		h, err := netns.Get()
-		done <- result{h, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		return 0, 0, r.err
+		var err error
+		h, err = netns.Get()
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
 	}
-	parking.ns = r.h
-	return r.h, parking.root, nil
+	parking.ns = h
+	return h, parking.root, nil
 }
 
 // parkNIC moves the NIC with that MAC into the parking namespace (if it is

@@ -19,13 +19,13 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/runvirt/runvirt/agent"
+	"github.com/runvirt/runvirt/internal/nsexec"
 	"golang.org/x/sys/unix"
 )
 
@@ -155,10 +155,11 @@ func (s *Server) dial(req *agent.Request) (*agent.Response, func(net.Conn)) {
 // dialLocal connects to port on 127.0.0.1, or failing that ::1, in the
 // network namespace of pid, as the CRI runtimes try localhost for a runc
 // pod. The socket is made on a thread that has joined the namespace, and
-// belongs to it for good.
+// belongs to it for good; where the namespace is the agent's own (a pod's
+// containers share the guest's), on any thread.
 func dialLocal(pid int, port uint16) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetNSOf(pid, func() error {
+	err := nsexec.Do(fmt.Sprintf("/proc/%d/ns/net", pid), unix.CLONE_NEWNET, func() error {
 		// Each dial creates its socket on this goroutine, so on this
 		// thread; no fallback in parallel, which would run elsewhere.
 		d := net.Dialer{Timeout: dialTimeout}
@@ -172,45 +173,6 @@ func dialLocal(pid int, port uint16) (net.Conn, error) {
 		return fmt.Errorf("dial localhost:%d: ipv4: %w; ipv6: %w", port, err4, err6)
 	})
 	return conn, err
-}
-
-// inNetNSOf runs fn on an OS thread in pid's network namespace. When that
-// is the thread's own already (a pod's containers share the guest's), fn
-// runs as it is. The thread goes back to the pool only once it is back in
-// its namespace; otherwise it ends with the goroutine.
-func inNetNSOf(pid int, fn func() error) error {
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
-	if err != nil {
-		return fmt.Errorf("open network namespace of %d: %w", pid, err)
-	}
-	defer target.Close()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			done <- fmt.Errorf("open own network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		var a, b unix.Stat_t
-		if unix.Fstat(int(target.Fd()), &a) == nil && unix.Fstat(int(orig.Fd()), &b) == nil &&
-			a.Dev == b.Dev && a.Ino == b.Ino {
-			runtime.UnlockOSThread()
-			done <- fn()
-			return
-		}
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("join network namespace of %d: %w", pid, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		done <- err
-	}()
-	return <-done
 }
 
 // spliceConn copies between a local connection and the host's stream until
