@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	wd, _ := os.Getwd()
 	repoRoot = filepath.Dir(wd)
 	runvirtBin = filepath.Join(repoRoot, "bin", "runvirt")
-	guestDir = filepath.Join(repoRoot, "build", "guest")
+	guestDir = testutil.GuestDir(repoRoot)
 	os.Exit(m.Run())
 }
 
@@ -87,12 +87,9 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	}
 	e := &env{t: t, root: root, bundle: t.TempDir(), template: strings.Contains(c.extra, "template = true")}
 	e.config = filepath.Join(root, "config.toml")
-	kernel := filepath.Join(guestDir, "vmlinuz")
-	if v := filepath.Join(guestDir, "vmlinux"); exists(v) {
-		kernel = v
-	}
+	kernel, initrd := testutil.GuestImage(guestDir)
 	cfg := fmt.Sprintf("kernel = %q\ninitrd = %q\naccel = \"auto\"\nshared_fs = %q\nboot_timeout = \"90s\"\n",
-		kernel, filepath.Join(guestDir, "initrd.img"), c.sharedFS)
+		kernel, initrd, c.sharedFS)
 	// CI runs the suite once on each machine type; unset, the default.
 	if m := os.Getenv("RUNVIRT_TEST_MACHINE"); m != "" {
 		cfg += fmt.Sprintf("machine = %q\n", m)

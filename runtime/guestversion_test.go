@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 // newcArchive is a newc cpio archive of the given files (name, contents),
@@ -65,7 +67,7 @@ func TestAgentVersion(t *testing.T) {
 	}
 
 	// The image `make` built, when there is one.
-	if built := filepath.Join("..", "build", "guest", "initrd.img"); fileExists(built) {
+	if _, built := testutil.GuestImage(testutil.GuestDir("..")); fileExists(built) {
 		v, err := AgentVersion(built)
 		if err != nil || v == "" || v == "unknown" || strings.ContainsAny(v, " \n") {
 			t.Errorf("AgentVersion(%s): %q, %v", built, v, err)

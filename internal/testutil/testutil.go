@@ -63,12 +63,28 @@ func RequiresCommands(t testing.TB, pkg string, names ...string) {
 	}
 }
 
+// GuestDir is where `make` puts the guest image in the checkout at
+// repoRoot.
+func GuestDir(repoRoot string) string { return filepath.Join(repoRoot, "build", "guest") }
+
+// GuestImage returns the kernel and the initrd of the guest image in dir
+// (as GuestDir): the uncompressed vmlinux when there is one (QEMU boots it
+// straight through PVH, without decompressing), else the bzImage vmlinuz.
+// It does not check that they exist.
+func GuestImage(dir string) (kernel, initrd string) {
+	kernel = filepath.Join(dir, "vmlinux")
+	if !exists(kernel) {
+		kernel = filepath.Join(dir, "vmlinuz")
+	}
+	return kernel, filepath.Join(dir, "initrd.img")
+}
+
 // VMMissing says what this host lacks to boot runvirt VMs from the
 // checkout at repoRoot (root, bin/runvirt, the guest image, QEMU, busybox
 // for the bundles), or "".
 func VMMissing(repoRoot string) string {
 	runvirt := filepath.Join(repoRoot, "bin", "runvirt")
-	initrd := filepath.Join(repoRoot, "build", "guest", "initrd.img")
+	_, initrd := GuestImage(GuestDir(repoRoot))
 	switch {
 	case os.Geteuid() != 0:
 		return "not root (run: sudo make integration)"

@@ -2,6 +2,8 @@ package testutil
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 )
@@ -48,6 +50,20 @@ func TestMissingSkipsOrFails(t *testing.T) {
 	r = stop(missing)
 	if r.failed != "integration prerequisite missing: qemu is missing (run: make deps)" || r.skipped != "" {
 		t.Errorf("with %s=1: skipped %q, failed %q; want a failure", RequireEnv, r.skipped, r.failed)
+	}
+}
+
+// The uncompressed kernel is preferred; the bzImage is the fallback.
+func TestGuestImage(t *testing.T) {
+	dir := t.TempDir()
+	if k, i := GuestImage(dir); k != filepath.Join(dir, "vmlinuz") || i != filepath.Join(dir, "initrd.img") {
+		t.Errorf("without vmlinux: %s %s", k, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vmlinux"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := GuestImage(dir); k != filepath.Join(dir, "vmlinux") {
+		t.Errorf("with vmlinux: %s", k)
 	}
 }
 

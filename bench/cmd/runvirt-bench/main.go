@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/runvirt/runvirt/hypervisor"
+	"github.com/runvirt/runvirt/internal/testutil"
 )
 
 type options struct {
@@ -181,7 +182,8 @@ func (b *bench) setup() error {
 	for _, p := range []*string{&o.Runvirt, &o.Guest, &o.BenchInit, &o.BenchIO, &o.Out, &o.JSONOut} {
 		*p = abs(*p)
 	}
-	for _, p := range []string{o.Runvirt, o.BenchInit, o.BenchIO, filepath.Join(o.Guest, "initrd.img")} {
+	kernel, initrd := testutil.GuestImage(o.Guest)
+	for _, p := range []string{o.Runvirt, o.BenchInit, o.BenchIO, initrd} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%v (run `make all` first, or `make bench`)", err)
 		}
@@ -242,10 +244,6 @@ func (b *bench) setup() error {
 	}
 	b.baseSpec["root"].(map[string]any)["readonly"] = false
 
-	kernel := filepath.Join(o.Guest, "vmlinux")
-	if _, err := os.Stat(kernel); err != nil {
-		kernel = filepath.Join(o.Guest, "vmlinuz")
-	}
 	b.cfg = make(map[string]string)
 	// Templates keep their RAM in a file: on a tmpfs, as runvirt's default
 	// template_dir is on a usual host.
@@ -259,7 +257,7 @@ func (b *bench) setup() error {
 	} {
 		p := filepath.Join(b.work, v.name+".toml")
 		text := fmt.Sprintf("kernel = %q\ninitrd = %q\nmachine = %q\nshared_fs = %q\nmemory_mib = 256\nvcpus = 1\naccel = \"auto\"\nboot_timeout = \"120s\"\n%s",
-			kernel, filepath.Join(o.Guest, "initrd.img"), v.machine, v.fs, v.extra)
+			kernel, initrd, v.machine, v.fs, v.extra)
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			return err
 		}
@@ -285,10 +283,7 @@ func (b *bench) setup() error {
 }
 
 func (b *bench) kernel() string {
-	k := filepath.Join(b.o.Guest, "vmlinux")
-	if _, err := os.Stat(k); err != nil {
-		k = filepath.Join(b.o.Guest, "vmlinuz")
-	}
+	k, _ := testutil.GuestImage(b.o.Guest)
 	return k
 }
 
