@@ -25,7 +25,7 @@ type clientSet struct {
 	// The docker daemon's containerd socket, exec root (the runtimes'
 	// state: EXEC_ROOT/runtime-NAME/moby/<id>), daemon.json and pid file.
 	dockerContainerd, dockerExecRoot, dockerDaemonJSON, dockerPidFile string
-	err string // why the set's containerd cannot be found
+	err                                                               string // why the set's containerd cannot be found
 }
 
 var (

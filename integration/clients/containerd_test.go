@@ -37,7 +37,6 @@ func requireContainerd(t *testing.T) {
 
 func ctrdExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-func ctrdInPath(name string) bool { _, err := exec.LookPath(name); return err == nil }
 
 func ctrCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command(clients().ctrPath(), args...)
