@@ -155,7 +155,8 @@ func (c *Client) Wait(ctx context.Context, id, exec string) (int, error) {
 type Waiter struct {
 	conn      net.Conn
 	op        string
-	oomKilled bool // set by Result from the answer
+	oomKilled bool   // set by Result from the answer
+	oomKills  uint64 // set by Result from the answer
 }
 
 // WaitStream sends a wait request and returns without waiting for the
@@ -184,13 +185,17 @@ func (w *Waiter) Result() (int, error) {
 	if err := resp.Err(); err != nil {
 		return 0, err
 	}
-	w.oomKilled = resp.OOMKilled
+	w.oomKilled, w.oomKills = resp.OOMKilled, resp.OOMKills
 	return resp.ExitStatus, nil
 }
 
 // OOMKilled reports, once Result has returned, whether the agent said that
 // the container's cgroup saw an OOM kill by the time its init exited.
 func (w *Waiter) OOMKilled() bool { return w.oomKilled }
+
+// OOMKills reports, once Result has returned, the container cgroup's OOM
+// kill count when its init exited (0 from agents that do not send it).
+func (w *Waiter) OOMKills() uint64 { return w.oomKills }
 
 // Close abandons the wait.
 func (w *Waiter) Close() error { return w.conn.Close() }

@@ -234,8 +234,10 @@ type Response struct {
 	// cgroup counted an OOM kill (memory.events oom_kill) by the time its
 	// init exited. The host turns it into the clients' own OOM signal.
 	OOMKilled bool `json:"oom_killed,omitempty"`
-	// OOMKills (OpStats): the container cgroup's memory.events oom_kill
-	// count so far, so that `runvirt events` can report each new one.
+	// OOMKills (OpStats; OpWait of a container's init): the container
+	// cgroup's memory.events oom_kill count so far (for a wait: when the init
+	// exited), so that `runvirt events` can report each new one, including
+	// one that ended the container. Agents before it leave it 0 on a wait.
 	OOMKills uint64 `json:"oom_kills,omitempty"`
 	// Synced (OpShutdown): the guest's file systems were synced before the
 	// answer, so the host may stop the VM without waiting for the guest's

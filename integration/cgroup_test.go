@@ -139,7 +139,7 @@ const memoryHog = `a=x; while :; do a=$a$a; done`
 // TestOOMKilled: in a 32 MiB container, a memory hog child is OOM-killed
 // while the init lives (the stats answer counts it), then the init itself
 // becomes a hog: it dies of SIGKILL (137) and the wait answer says
-// OOMKilled.
+// OOMKilled, with the count of both kills.
 func TestOOMKilled(t *testing.T) {
 	e := newEnv(t)
 	limit := int64(32 << 20)
@@ -178,8 +178,9 @@ func TestOOMKilled(t *testing.T) {
 	}
 	select {
 	case w := <-waited:
-		if w.err != nil || w.resp.ExitStatus != 137 || !w.resp.OOMKilled {
-			t.Errorf("wait answer: exit %d, oom_killed %v, %v; want 137, true", w.resp.ExitStatus, w.resp.OOMKilled, w.err)
+		if w.err != nil || w.resp.ExitStatus != 137 || !w.resp.OOMKilled || w.resp.OOMKills != 2 {
+			t.Errorf("wait answer: exit %d, oom_killed %v, oom_kills %d, %v; want 137, true, 2 (the child's and the init's)",
+				w.resp.ExitStatus, w.resp.OOMKilled, w.resp.OOMKills, w.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("no wait answer 30 s after the init exited")

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/runvirt/runvirt/agent"
@@ -116,53 +115,6 @@ func Update(ctx context.Context, g Globals, id string, f UpdateFlags, stdin io.R
 		return fmt.Errorf("cannot update a stopped container %s", id)
 	}
 	return c.client().Update(ctx, id, r)
-}
-
-// Event is one line of `runvirt events`, shaped as runc's.
-type Event struct {
-	Type string       `json:"type"`
-	ID   string       `json:"id"`
-	Data *agent.Stats `json:"data,omitempty"`
-}
-
-// Events writes the container's stats as JSON events: once with stats,
-// else every interval until the container stops.
-func Events(ctx context.Context, g Globals, id string, statsOnce bool, interval time.Duration, w io.Writer, log *slog.Logger) error {
-	enc := json.NewEncoder(w)
-	// runc reports the OOM kills that happen while it listens, as events of
-	// type "oom": the first count is the baseline.
-	var oomKills uint64
-	first := true
-	for {
-		c, _, err := running(ctx, g, id, log)
-		if err != nil {
-			if statsOnce {
-				return err
-			}
-			return nil // the container stopped: the stream ends
-		}
-		st, err := c.client().Stats(ctx, id)
-		if err != nil {
-			return fmt.Errorf("events: %w", err)
-		}
-		if !first && st.OOMKills > oomKills {
-			if err := enc.Encode(Event{Type: "oom", ID: id}); err != nil {
-				return err
-			}
-		}
-		oomKills, first = st.OOMKills, false
-		if err := enc.Encode(Event{Type: "stats", ID: id, Data: st}); err != nil {
-			return err
-		}
-		if statsOnce {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(interval):
-		}
-	}
 }
 
 // ParseOptionalInt parses a flag value given as a string ("" = unset).

@@ -149,19 +149,19 @@ func (s *Server) stats(cid string) (st *agent.Stats, oomKills uint64, err error)
 	return st, oomKills, nil
 }
 
-// oomKilled reads whether the container's cgroup has counted an OOM kill,
+// oomKills reads how many OOM kills the container's cgroup has counted,
 // once its init has exited: the kernel counts a kill before the victim can
 // die, and the cgroup outlives the init until delete. An unreadable count
 // is logged and taken as none.
-func (s *Server) oomKilled(cid string) bool {
+func (s *Server) oomKills(cid string) uint64 {
 	if validateID(cid) != nil || !cgroupsEnabled() {
-		return false
+		return 0
 	}
 	n, err := readOOMKills(cgroupDir(cid))
 	if err != nil {
 		s.log.Warn("read oom kills", "container", cid, "err", err)
 	}
-	return n > 0
+	return n
 }
 
 // removeCgroup removes a deleted container's cgroup. rmdir fails (EBUSY)

@@ -74,9 +74,9 @@ type process struct {
 	spawned  chan struct{} // closed once pid is set (or the spawn failed)
 	exited   chan struct{} // closed once status is set
 	status   int
-	// oomKilled (an init only): the container's cgroup had counted an OOM
-	// kill when the init exited. Set before exited is closed.
-	oomKilled bool
+	// oomKills (an init only): the container cgroup's OOM kill count when
+	// the init exited. Set before exited is closed.
+	oomKills uint64
 }
 
 // NewServer returns a server; powerOff is called after a shutdown request
@@ -165,9 +165,9 @@ func (s *Server) dispatch(req *agent.Request, st net.Conn) (*agent.Response, fun
 		}
 		<-p.exited
 		s.mu.Lock()
-		status, oom := p.status, p.oomKilled
+		status, oomKills := p.status, p.oomKills
 		s.mu.Unlock()
-		return &agent.Response{ExitStatus: status, OOMKilled: oom}, nil
+		return &agent.Response{ExitStatus: status, OOMKilled: oomKills > 0, OOMKills: oomKills}, nil
 	case agent.OpSignal:
 		return errResp(s.signal(req)), nil
 	case agent.OpResize:
@@ -478,15 +478,15 @@ var execRetention = time.Minute
 
 func (s *Server) waitExit(cid string, p *process, exitCh <-chan int) {
 	status := <-exitCh
-	oom := false
+	var oomKills uint64
 	if p.id == "" {
-		oom = s.oomKilled(cid)
+		oomKills = s.oomKills(cid)
 	}
 	s.mu.Lock()
 	if p.override != 0 {
 		status = p.override
 	}
-	p.status, p.oomKilled = status, oom
+	p.status, p.oomKills = status, oomKills
 	s.mu.Unlock()
 	for _, f := range []*os.File{p.stdoutR, p.stderrR, p.ptmx} {
 		if f != nil {

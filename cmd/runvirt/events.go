@@ -15,7 +15,7 @@ func (a *app) eventsCommand() *cli.Command {
 		ArgsUsage: "<container-id>",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "stats", Usage: "print the stats once and exit"},
-			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "time between stats events"},
+			&cli.DurationFlag{Name: "interval", Value: 5 * time.Second, Usage: "time between stats events (oom events come as the kills happen)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			id, err := oneID(cmd)
