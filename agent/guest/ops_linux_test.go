@@ -263,14 +263,24 @@ func useUnifiedCgroup(t *testing.T) {
 	t.Helper()
 	testutil.RequiresRoot(t, "create cgroups")
 	old := cgroupRoot
-	if !cgroupsEnabled() {
-		cgroupRoot = "/sys/fs/cgroup/unified"
-		if !cgroupsEnabled() {
-			cgroupRoot = old
-			t.Skip("skipping, no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-		}
-	}
 	t.Cleanup(func() { cgroupRoot = old })
+	if cgroupsEnabled() {
+		return
+	}
+	cgroupRoot = "/sys/fs/cgroup/unified"
+	if !cgroupsEnabled() {
+		cgroupRoot = old
+		t.Skip("skipping, no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	}
+	// A hybrid host's cgroup2 has no controllers, so a cgroup of this test
+	// binary's own serves as the root: two test runs at once (or one left
+	// over) never meet in the same runvirt/ID.
+	own, err := os.MkdirTemp(cgroupRoot, "rvtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroupRoot = own
+	t.Cleanup(func() { os.Remove(own) })
 }
 
 // cpuTicks is the user+system time of pid in clock ticks.

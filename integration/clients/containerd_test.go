@@ -37,7 +37,6 @@ func requireContainerd(t *testing.T) {
 
 func ctrdExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-
 func ctrCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command(clients().ctrPath(), args...)
 	cmd.Env = append(os.Environ(), "CONTAINERD_ADDRESS="+ctrdSock)
