@@ -145,7 +145,7 @@ func (b *bench) report() string {
 		ratioRow(&w, "`runvirt run true` from a template (`template = true`, 9p) vs floor, microvm", fmt.Sprintf("%.0f ms vs %.0f ms", rt.Median, fl.Median), rt.Median/fl.Median, 1.3, b.pairedRatio(vRVTemplate, vFloorMicrovm))
 	}
 	ex, exrc := summarize(r.Exec[eRunvirt]), summarize(r.Exec[eRunc])
-	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 3)
+	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 1.3)
 	if fp := r.Footprint; fp != nil && fp.FloorOne > 0 {
 		m, f, mf := summarize(fp.ManyTotals), summarize(fp.FloorMany), summarize(fp.MemfdMany)
 		if m.N > 0 && f.N > 0 {
