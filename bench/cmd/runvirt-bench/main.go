@@ -27,10 +27,10 @@ type options struct {
 	BenchNet                                       string
 	Out, JSONOut                                   string
 	Work                                           string
-	Suite                                          string
+	Suite, Only                                    string
 	Reps, ExecReps, Sandboxes, IOReps, IOMiB       int
 	NetReps, NetSeconds, NetRoundTrips             int
-	Settle                                         time.Duration
+	Settle, ExecIdle                               time.Duration
 	Q35, Keep                                      bool
 }
 
@@ -71,6 +71,8 @@ type results struct {
 	Start                 map[string]*startResult
 	StartOrder            []string
 	Exec                  map[string][]float64
+	ExecCPU               map[string]*execCPU  // by exec variant
+	ExecBreak             map[string][]float64 // the commands that split runvirt's exec time, ms
 	Footprint             *footprint
 	IO                    map[string]map[string][]float64 // variant -> "loc/test" -> MiB/s or IOPS
 	IOOrder               []string
@@ -100,7 +102,8 @@ func main() {
 	flag.StringVar(&o.JSONOut, "json", "build/bench/results.json", "raw results to write")
 	flag.StringVar(&o.Work, "work", "", "work directory (default: a new one under /tmp)")
 	flag.IntVar(&o.Reps, "reps", 11, "repetitions of each start-latency variant")
-	flag.IntVar(&o.ExecReps, "exec-reps", 15, "repetitions of each exec")
+	flag.IntVar(&o.ExecReps, "exec-reps", 50, "repetitions of each exec")
+	flag.DurationVar(&o.ExecIdle, "exec-idle", 5*time.Second, "idle window before the execs, for the sandbox's background CPU")
 	flag.IntVar(&o.Sandboxes, "sandboxes", 10, "sandboxes for the many-sandbox footprint")
 	flag.IntVar(&o.IOReps, "io-reps", 3, "repetitions of each I/O test")
 	flag.IntVar(&o.IOMiB, "io-mib", 32, "I/O file size in MiB")
@@ -112,9 +115,17 @@ func main() {
 	flag.IntVar(&o.NetReps, "net-reps", 3, "repetitions of each network measurement")
 	flag.IntVar(&o.NetSeconds, "net-seconds", 3, "seconds of each TCP stream")
 	flag.IntVar(&o.NetRoundTrips, "net-round-trips", 2000, "round trips of each latency measurement")
+	flag.StringVar(&o.Only, "only", "", `run only this measurement of the start suite, "exec", and print its section instead of writing -out`)
 	flag.Parse()
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("bench: ")
+	if o.Only != "" && (o.Only != "exec" || o.Suite != "start") {
+		log.Fatalf("-only %q: want exec (of -suite start)", o.Only)
+	}
+	// A partial run keeps its raw results out of the full run's file
+	// unless told where to write them.
+	jsonSet := false
+	flag.Visit(func(f *flag.Flag) { jsonSet = jsonSet || f.Name == "json" })
 	if os.Geteuid() != 0 {
 		log.Fatal("run as root (sudo make bench)")
 	}
@@ -125,15 +136,19 @@ func main() {
 	defer b.cleanup()
 	b.res.LoadBefore = loadavg()
 	report := b.report
-	switch o.Suite {
-	case "start":
+	switch {
+	case o.Only == "exec" && o.Suite == "start":
+		b.sampleLoad()
+		b.execLatency()
+		report = b.onlyReport
+	case o.Suite == "start":
 		b.sampleLoad()
 		b.startLatency()
 		b.execLatency()
 		b.footprint()
 		b.templateRAM()
 		b.ioBench()
-	case "network":
+	case o.Suite == "network":
 		b.networkBench()
 		report = b.networkReport
 	default:
@@ -141,10 +156,15 @@ func main() {
 	}
 	b.res.LoadAfter = loadavg()
 	b.res.Duration = time.Since(b.started).Seconds()
-	if o.Suite == "start" {
+	if o.Suite == "start" && (o.Only == "" || jsonSet) {
 		if err := b.writeJSON(); err != nil {
 			log.Print(err)
 		}
+	}
+	if o.Only != "" {
+		// A part of the report: it must not replace the whole one.
+		fmt.Print(b.portable(report()))
+		return
 	}
 	if err := os.WriteFile(o.Out, []byte(b.portable(report())), 0o644); err != nil {
 		log.Fatal(err)
@@ -183,7 +203,11 @@ func (b *bench) setup() error {
 		*p = abs(*p)
 	}
 	kernel, initrd := testutil.GuestImage(o.Guest)
-	for _, p := range []string{o.Runvirt, o.BenchInit, o.BenchIO, initrd} {
+	need := []string{o.Runvirt, initrd}
+	if o.Only == "" {
+		need = append(need, o.BenchInit, o.BenchIO)
+	}
+	for _, p := range need {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%v (run `make all` first, or `make bench`)", err)
 		}
@@ -269,11 +293,15 @@ func (b *bench) setup() error {
 	}
 	b.accel = accel
 	b.floorRD = filepath.Join(b.work, "floor-initrd.img")
-	if err := writeInitramfs(b.floorRD, o.BenchInit); err != nil {
-		return err
+	if o.Only == "" {
+		if err := writeInitramfs(b.floorRD, o.BenchInit); err != nil {
+			return err
+		}
 	}
 	b.res.Start = make(map[string]*startResult)
 	b.res.Exec = make(map[string][]float64)
+	b.res.ExecCPU = make(map[string]*execCPU)
+	b.res.ExecBreak = make(map[string][]float64)
 	b.res.IO = make(map[string]map[string][]float64)
 	b.res.Cmdline = make(map[string]string)
 	b.res.TemplateBytes = make(map[string]int64)

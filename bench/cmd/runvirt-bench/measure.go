@@ -226,46 +226,6 @@ func shellJoin(args []string) string {
 	return strings.Join(q, " ")
 }
 
-const (
-	eRunvirt = "runvirt exec `true` (microvm, virtio-fs)"
-	eRunc    = "runc exec `true`"
-)
-
-func (b *bench) execLatency() {
-	log.Printf("exec latency: %d each", b.o.ExecReps)
-	if err := b.writeSpec([]string{"sleep", "1000000"}); err != nil {
-		b.fail("exec: %v", err)
-		return
-	}
-	rv, rc := b.id("ex"), b.id("exrc")
-	if _, _, err := timed(b.runvirt("run", "-d", "--config", b.cfg[cfgPrimary], "--bundle", b.bundle, rv)); err != nil {
-		b.fail("exec: start runvirt container: %v", err)
-		return
-	}
-	defer b.runvirt("delete", "--force", rv).Run()
-	if _, _, err := timed(b.runc("run", "-d", "--bundle", b.bundle, rc)); err != nil {
-		b.fail("exec: start runc container: %v", err)
-		return
-	}
-	defer b.runc("delete", "--force", rc).Run()
-	for i := 0; i <= b.o.ExecReps; i++ {
-		for _, v := range []struct {
-			name string
-			cmd  *exec.Cmd
-		}{{eRunvirt, b.runvirt("exec", rv, "true")}, {eRunc, b.runc("exec", rc, "true")}} {
-			d, _, err := timed(v.cmd)
-			if err != nil {
-				b.fail("exec %s: %v", v.name, err)
-				continue
-			}
-			if i > 0 { // the first is a warm-up
-				b.res.Exec[v.name] = append(b.res.Exec[v.name], ms(d))
-			}
-		}
-	}
-	b.sampleLoad()
-}
-
 // footprint is host PSS of idle sandboxes and of bare idle QEMUs.
 type footprint struct {
 	Settle float64

@@ -89,7 +89,8 @@ func (b *bench) report() string {
 	p("its default machine, microvm, and virtio-fs unless a row says otherwise; q35 is measured beside it.\n\n")
 	p("## How to run\n\n")
 	p("    sudo make bench                       # builds what it needs, writes BENCHMARKS.md\n")
-	p("    sudo make bench BENCH_FLAGS='-reps 11 -sandboxes 20'   # more repetitions / sandboxes\n\n")
+	p("    sudo make bench BENCH_FLAGS='-reps 11 -sandboxes 20'   # more repetitions / sandboxes\n")
+	p("    sudo make bench BENCH_FLAGS='-only exec'   # §2 alone, printed; BENCHMARKS.md is left as it is\n\n")
 	p("Needs what `make deps` installs (QEMU, virtiofsd, busybox-static, runc) and Go. It takes about\n")
 	p("%.0f minutes on the machine below (this run: %.1f min). It builds `bin/runvirt`, the guest image,\n", math.Ceil(r.Duration/60), r.Duration/60)
 	p("the floor's init and the I/O workload (`bench/cmd/bench-io`, a static binary copied into the\n")
@@ -144,7 +145,7 @@ func (b *bench) report() string {
 		ratioRow(&w, "`runvirt run true` from a template (`template = true`, 9p) vs floor, microvm", fmt.Sprintf("%.0f ms vs %.0f ms", rt.Median, fl.Median), rt.Median/fl.Median, 1.3, b.pairedRatio(vRVTemplate, vFloorMicrovm))
 	}
 	ex, exrc := summarize(r.Exec[eRunvirt]), summarize(r.Exec[eRunc])
-	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 3)
+	ratioRow(&w, "`runvirt exec true` vs `runc exec true`", fmt.Sprintf("%.0f ms vs %.0f ms", ex.Median, exrc.Median), ex.Median/exrc.Median, 1.3)
 	if fp := r.Footprint; fp != nil && fp.FloorOne > 0 {
 		m, f, mf := summarize(fp.ManyTotals), summarize(fp.FloorMany), summarize(fp.MemfdMany)
 		if m.N > 0 && f.N > 0 {
@@ -258,14 +259,7 @@ func (b *bench) report() string {
 	p("\n")
 
 	// 2. exec.
-	p("## 2. exec latency\n\n")
-	p("`exec` of `true` into a running container (`sleep`), one warm-up not counted, the two runtimes interleaved.\n\n")
-	p("| | median ms | [min–max] | n |\n|---|---:|---:|---:|\n")
-	for _, v := range []string{eRunvirt, eRunc} {
-		s := summarize(r.Exec[v])
-		p("| %s | %.0f | %.0f–%.0f | %d |\n", v, s.Median, s.Min, s.Max, s.N)
-	}
-	p("\n")
+	b.execSection(p)
 
 	// 3. Footprint.
 	if fp := r.Footprint; fp != nil {
