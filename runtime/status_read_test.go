@@ -3,76 +3,11 @@ package runtime
 import (
 	"context"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
-	"sync"
 	"testing"
 
 	"github.com/runvirt/runvirt/agent"
-	"github.com/runvirt/runvirt/internal/testutil"
 )
-
-// fakeAgent answers every request on the sandbox's agent socket with
-// status and records the operations it was asked for.
-type fakeAgent struct {
-	mu  sync.Mutex
-	ops []string // guarded by mu
-}
-
-func startFakeAgent(t *testing.T, d Dir, status string) *fakeAgent {
-	t.Helper()
-	testutil.RequiresRoot(t, "make the socket directory under "+SocketBase)
-	if err := os.MkdirAll(d.SocketDir(), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d.SocketDir()) })
-	ln, err := net.Listen("unix", d.AgentSocket())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	f := &fakeAgent{}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			var req agent.Request
-			if agent.ReadFrame(conn, &req) == nil {
-				f.mu.Lock()
-				f.ops = append(f.ops, string(req.Op))
-				f.mu.Unlock()
-				agent.WriteFrame(conn, &agent.Response{Status: status, Pid: 7})
-			}
-			conn.Close()
-		}
-	}()
-	return f
-}
-
-func (f *fakeAgent) seen() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.ops...)
-}
-
-// deadRef is a process that existed and is gone now.
-func deadRef(t *testing.T) ProcessRef {
-	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := RefOf(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	return ref
-}
 
 // Status only reads: with the stand-in gone while the agent still reports
 // the process running, the container is stopped and nothing is signalled
