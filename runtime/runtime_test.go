@@ -60,6 +60,7 @@ func TestLoadBundleErrors(t *testing.T) {
 		"no rootfs":         {`{"ociVersion":"1.0.2","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}`, "rootfs"},
 		"no linux":          {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"}}`, "linux"},
 		"bad mount":         {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{},"mounts":[{"destination":"rel"}]}`, "mounts[0].destination"},
+		"time offsets":      {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"timeOffsets":{"monotonic":{"secs":10}}}}`, "linux.timeOffsets: clock offsets are not supported"},
 		"swap below memory": {`{"ociVersion":"1.0.2","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"resources":{"memory":{"limit":2097152,"swap":1048576}}}}`, "linux.resources.memory.swap 1048576 is below memory.limit 2097152"},
 	} {
 		_, err := LoadBundle(writeBundle(t, tc.config))
