@@ -45,6 +45,7 @@ func joinedSandbox(root, id string, spec *specs.Spec) (string, error) {
 	}
 	var owner *State
 	var netJoined bool
+	var netPath string
 	for _, ns := range spec.Linux.Namespaces {
 		if !joinedNamespaces[ns.Type] || ns.Path == "" {
 			continue
@@ -55,6 +56,7 @@ func joinedSandbox(root, id string, spec *specs.Spec) (string, error) {
 		}
 		if st == nil {
 			if ns.Type == specs.NetworkNamespace {
+				netPath = ns.Path
 				continue
 			}
 			return "", fmt.Errorf("%s namespace %s: no runvirt container's: a container in a vm cannot join a host namespace", ns.Type, ns.Path)
@@ -73,6 +75,11 @@ func joinedSandbox(root, id string, spec *specs.Spec) (string, error) {
 	}
 	if owner == nil {
 		return id, nil
+	}
+	// podman gives a pod's members the pod's network namespace by its own
+	// path (/run/netns/...), which the infra container's stand-in is in.
+	if !netJoined && netPath != "" && sameFile(netPath, fmt.Sprintf("/proc/%d/ns/net", owner.StandIn.Pid)) {
+		netJoined = true
 	}
 	if !netJoined {
 		return "", fmt.Errorf("joining container %s's namespaces puts this container in %s's vm, whose network every container of it shares: join its network namespace too (docker, podman: --network container:%s)", owner.ID, owner.ID, owner.ID)

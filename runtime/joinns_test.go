@@ -19,9 +19,10 @@ func TestJoinedSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gone := deadRef(t)
 	for _, st := range []*State{
 		{ID: "x", Sandbox: "x", StandIn: self},
-		{ID: "gone", Sandbox: "gone", StandIn: deadRef(t)},
+		{ID: "gone", Sandbox: "gone", StandIn: gone},
 	} {
 		d := Dir{Root: root, ID: st.ID}
 		if err := os.Mkdir(d.Path(), 0o700); err != nil {
@@ -50,9 +51,11 @@ func TestJoinedSandbox(t *testing.T) {
 		{"host network by path", []specs.LinuxNamespace{ns(specs.PIDNamespace, 0), ns(specs.NetworkNamespace, other)}, "new", ""},
 		{"network of x", []specs.LinuxNamespace{ns(specs.PIDNamespace, 0), ns(specs.NetworkNamespace, x)}, "x", ""},
 		{"pid, ipc, uts, network of x", []specs.LinuxNamespace{ns(specs.PIDNamespace, x), ns(specs.IPCNamespace, x), ns(specs.UTSNamespace, x), ns(specs.NetworkNamespace, x)}, "x", ""},
+		{"pid of x, x's network by another path", []specs.LinuxNamespace{ns(specs.PIDNamespace, x), {Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}}, "x", ""},
 		{"pid of x, own network", []specs.LinuxNamespace{ns(specs.PIDNamespace, x), ns(specs.NetworkNamespace, 0)}, "", "join its network namespace too"},
 		{"pid of a host process", []specs.LinuxNamespace{ns(specs.PIDNamespace, other), ns(specs.NetworkNamespace, 0)}, "", "no runvirt container's"},
-		{"ipc of a stopped container", []specs.LinuxNamespace{ns(specs.IPCNamespace, 0), {Type: specs.IPCNamespace, Path: "/proc/1/ns/ipc"}}, "", "no runvirt container's"},
+		{"ipc of a stopped container", []specs.LinuxNamespace{ns(specs.IPCNamespace, gone.Pid), ns(specs.NetworkNamespace, 0)}, "", "no runvirt container's"},
+		{"pid of x, ipc of pid 1", []specs.LinuxNamespace{ns(specs.PIDNamespace, x), ns(specs.IPCNamespace, 1), ns(specs.NetworkNamespace, x)}, "", "no runvirt container's"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, err := joinedSandbox(root, "new", &specs.Spec{Linux: &specs.Linux{Namespaces: c.ns}})
