@@ -78,3 +78,35 @@ func TestDockerJoinContainerNamespaces(t *testing.T) {
 		t.Errorf("docker rm -f x: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestPodmanJoinContainerNamespaces: podman's container: modes likewise:
+// the member sees x's processes (--pid), x's hostname (--uts) and x's
+// listener on 127.0.0.1 (--network); nothing is left at the end.
+func TestPodmanJoinContainerNamespaces(t *testing.T) {
+	requirePodman(t)
+	x := pdmName("nsx")
+	r := pdm(t, "", "run", "-d", "--runtime", "runvirt", "--network", "none", "--cidfile", pdmContainer(t, x), "--name", x, pdmImage,
+		"sh", "-c", `(while true; do echo hi-from-x | nc -l -p 7777; done) & echo ready; exec sleep 3601`)
+	if r.code != 0 {
+		t.Fatalf("podman run -d x: exit %d: %s", r.code, r.stderr)
+	}
+	defer pdmCommand("rm", "-f", "-t", "0", x).Run()
+	pdmWaitLogs(t, x, "ready", 1)
+	time.Sleep(300 * time.Millisecond) // nc listening
+
+	m := pdmName("nsm")
+	r = pdm(t, "", "run", "--rm", "--runtime", "runvirt", "--cidfile", pdmContainer(t, m), "--name", m,
+		"--pid", "container:"+x, "--ipc", "container:"+x, "--uts", "container:"+x, "--network", "container:"+x, pdmImage,
+		"sh", "-c", `ps -o args; echo "host=$(hostname)"; nc 127.0.0.1 7777 </dev/null`)
+	xHost := strings.TrimSpace(pdm(t, "", "exec", x, "hostname").stdout)
+	if r.code != 0 || !strings.Contains(r.stdout, "sleep 3601") || !strings.Contains(r.stdout, "hi-from-x") ||
+		xHost == "" || !strings.Contains(r.stdout, "host="+xHost+"\n") {
+		t.Errorf("member of x: exit %d, stdout %q, stderr %q; want x's sleep 3601, hostname %q and listener", r.code, r.stdout, r.stderr, xHost)
+	}
+	if r := pdm(t, "", "exec", x, "echo", "x-alive"); strings.TrimSpace(r.stdout) != "x-alive" {
+		t.Errorf("exec in x after its member went: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := pdm(t, "", "rm", "-f", "-t", "0", x); r.code != 0 {
+		t.Errorf("podman rm -f x: exit %d: %s", r.code, r.stderr)
+	}
+}
