@@ -165,6 +165,11 @@ func createSandbox(ctx context.Context, o CreateOptions) (*created, *Lock, error
 	if err != nil {
 		return nil, nil, err
 	}
+	if sandbox == o.ID && !hasCRIType(b.Spec.Annotations) {
+		if sandbox, err = joinedSandbox(o.Root, o.ID, b.Spec); err != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", o.ID, err)
+		}
+	}
 	if sandbox != o.ID {
 		return createInPod(ctx, o, b, sandbox)
 	}

@@ -69,6 +69,14 @@ func isCRISandbox(ann map[string]string) bool {
 	return ann[AnnotationCRIType] == containerTypeSandbox || ann[AnnotationCRIOType] == containerTypeSandbox
 }
 
+// hasCRIType says whether a CRI runtime made the spec (its annotations say
+// the container's type in a pod).
+func hasCRIType(ann map[string]string) bool {
+	_, cri := ann[AnnotationCRIType]
+	_, crio := ann[AnnotationCRIOType]
+	return cri || crio
+}
+
 // loadPodSandbox finds the running sandbox a container of a pod joins.
 func loadPodSandbox(root, id, sandbox string) (*State, error) {
 	st, err := LoadState(Dir{Root: root, ID: sandbox})
