@@ -28,29 +28,7 @@ const runcHandler = "runc"
 // pod's pid namespace, and registers its removal.
 func (c *criClient) runSharedPidPod(name, handler string) (string, *cri.PodSandboxConfig) {
 	c.t.Helper()
-	cfg := &cri.PodSandboxConfig{
-		Metadata: &cri.PodSandboxMetadata{
-			Name: name, Namespace: "default", Uid: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()),
-		},
-		Hostname:     name,
-		LogDirectory: c.t.TempDir(),
-		Linux: &cri.LinuxPodSandboxConfig{
-			SecurityContext: &cri.LinuxSandboxSecurityContext{
-				NamespaceOptions: &cri.NamespaceOption{
-					Network: cri.NamespaceMode_POD, Pid: cri.NamespaceMode_POD, Ipc: cri.NamespaceMode_POD,
-				},
-			},
-		},
-	}
-	ctx, cancel := criCtx()
-	defer cancel()
-	resp, err := c.rt.RunPodSandbox(ctx, &cri.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
-	if err != nil {
-		c.t.Fatalf("RunPodSandbox (%s): %v", handler, err)
-	}
-	id := resp.PodSandboxId
-	c.t.Cleanup(func() { c.removePod(id, false) })
-	return id, cfg
+	return c.runPodOf(name, handler, cri.NamespaceMode_POD)
 }
 
 // containerStatus is the container's CRI status.

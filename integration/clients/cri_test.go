@@ -61,6 +61,13 @@ func criCtx() (context.Context, context.CancelFunc) {
 // runPod starts a pod with the runvirt handler and registers its removal.
 func (c *criClient) runPod(name string) (string, *cri.PodSandboxConfig) {
 	c.t.Helper()
+	return c.runPodOf(name, criHandler, cri.NamespaceMode_CONTAINER)
+}
+
+// runPodOf starts a pod of the handler, its containers' pid namespaces as
+// pid says, and registers its removal.
+func (c *criClient) runPodOf(name, handler string, pid cri.NamespaceMode) (string, *cri.PodSandboxConfig) {
+	c.t.Helper()
 	cfg := &cri.PodSandboxConfig{
 		Metadata: &cri.PodSandboxMetadata{
 			Name: name, Namespace: "default", Uid: fmt.Sprintf("%s-%d", name, time.Now().UnixNano()),
@@ -70,16 +77,16 @@ func (c *criClient) runPod(name string) (string, *cri.PodSandboxConfig) {
 		Linux: &cri.LinuxPodSandboxConfig{
 			SecurityContext: &cri.LinuxSandboxSecurityContext{
 				NamespaceOptions: &cri.NamespaceOption{
-					Network: cri.NamespaceMode_POD, Pid: cri.NamespaceMode_CONTAINER, Ipc: cri.NamespaceMode_POD,
+					Network: cri.NamespaceMode_POD, Pid: pid, Ipc: cri.NamespaceMode_POD,
 				},
 			},
 		},
 	}
 	ctx, cancel := criCtx()
 	defer cancel()
-	resp, err := c.rt.RunPodSandbox(ctx, &cri.RunPodSandboxRequest{Config: cfg, RuntimeHandler: criHandler})
+	resp, err := c.rt.RunPodSandbox(ctx, &cri.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 	if err != nil {
-		c.t.Fatalf("RunPodSandbox: %v", err)
+		c.t.Fatalf("RunPodSandbox (%s): %v", handler, err)
 	}
 	id := resp.PodSandboxId
 	c.t.Cleanup(func() { c.removePod(id, false) })
