@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,4 +214,36 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// leftInContainerd lists what a client left in containerd: the tasks that
+// tasksLs (a `ctr tasks ls -q` of the client's namespace) names and match
+// accepts, and the runc shims serving namespace ns with an argument that
+// match accepts.
+func leftInContainerd(tasksLs *exec.Cmd, ns string, match func(string) bool) []string {
+	var left []string
+	out, _ := tasksLs.Output()
+	for _, t := range strings.Fields(string(out)) {
+		if match(t) {
+			left = append(left, "task "+t)
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, en := range ents {
+		if _, err := strconv.Atoi(en.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") || !slices.Contains(args, ns) {
+			continue
+		}
+		if slices.ContainsFunc(args, match) {
+			left = append(left, fmt.Sprintf("shim %s: %s", en.Name(), strings.Join(args, " ")))
+		}
+	}
+	return left
 }

@@ -28,18 +28,8 @@ func (c *criClient) portForward(pod string, port int32, send string) (data, errT
 	if err != nil {
 		c.t.Fatalf("PortForward: %v", err)
 	}
-	u := strings.Replace(r.Url, "http://", "ws://", 1) + fmt.Sprintf("?port=%d", port)
-	wcfg, err := websocket.NewConfig(u, "http://localhost/")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	wcfg.Protocol = []string{"v4.channel.k8s.io"}
-	ws, err := websocket.DialConfig(wcfg)
-	if err != nil {
-		c.t.Fatalf("port-forward stream %s: %v", u, err)
-	}
+	ws := c.dialStream("port-forward", strings.Replace(r.Url, "http://", "ws://", 1)+fmt.Sprintf("?port=%d", port), time.Minute)
 	defer ws.Close()
-	ws.SetDeadline(time.Now().Add(time.Minute))
 	if err := websocket.Message.Send(ws, append([]byte{0}, send...)); err != nil {
 		c.t.Fatalf("port-forward send: %v", err)
 	}

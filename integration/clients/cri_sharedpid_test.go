@@ -6,12 +6,10 @@ package clients
 // container's init exits, and that must reach only that container.
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,33 +55,7 @@ func (c *criClient) waitExited(id string) *cri.ContainerStatus {
 // criLeftInContainerd lists the tasks of the ids in containerd's k8s.io
 // namespace and the runc shims serving them.
 func criLeftInContainerd(ids ...string) []string {
-	var left []string
-	out, _ := ctrCommand("-n", "k8s.io", "tasks", "ls", "-q").Output()
-	for _, t := range strings.Fields(string(out)) {
-		if slices.Contains(ids, t) {
-			left = append(left, "task "+t)
-		}
-	}
-	ents, _ := os.ReadDir("/proc")
-	for _, en := range ents {
-		if _, err := strconv.Atoi(en.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") || !slices.Contains(args, "k8s.io") {
-			continue
-		}
-		for _, id := range ids {
-			if slices.Contains(args, id) {
-				left = append(left, fmt.Sprintf("shim %s: %s", en.Name(), strings.Join(args, " ")))
-			}
-		}
-	}
-	return left
+	return leftInContainerd(ctrCommand("-n", "k8s.io", "tasks", "ls", "-q"), "k8s.io", func(s string) bool { return slices.Contains(ids, s) })
 }
 
 // The workloads of the shared-pid pod; each script's text is its marker in

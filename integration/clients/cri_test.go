@@ -160,6 +160,24 @@ func (c *criClient) execSync(id string, cmd ...string) (string, int32) {
 	return string(r.Stdout), r.ExitCode
 }
 
+// dialStream opens a websocket of the kubelet's channel protocol
+// (v4.channel.k8s.io) to the CRI streaming server's url, for what (exec,
+// port-forward), with a deadline for the whole stream.
+func (c *criClient) dialStream(what, url string, deadline time.Duration) *websocket.Conn {
+	c.t.Helper()
+	wcfg, err := websocket.NewConfig(url, "http://localhost/")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	wcfg.Protocol = []string{"v4.channel.k8s.io"}
+	ws, err := websocket.DialConfig(wcfg)
+	if err != nil {
+		c.t.Fatalf("%s stream %s: %v", what, url, err)
+	}
+	ws.SetDeadline(time.Now().Add(deadline))
+	return ws
+}
+
 // streamExec runs cmd through CRI's streaming Exec with stdin, over the
 // websocket channel protocol (v4.channel.k8s.io: one byte of channel,
 // 0 stdin, 1 stdout, 2 stderr, 3 the final status), and returns stdout and
@@ -172,18 +190,8 @@ func (c *criClient) streamExec(id, stdin string, cmd ...string) (string, string)
 	if err != nil {
 		c.t.Fatalf("Exec: %v", err)
 	}
-	u := strings.Replace(r.Url, "http://", "ws://", 1)
-	wcfg, err := websocket.NewConfig(u, "http://localhost/")
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	wcfg.Protocol = []string{"v4.channel.k8s.io"}
-	ws, err := websocket.DialConfig(wcfg)
-	if err != nil {
-		c.t.Fatalf("exec stream %s: %v", u, err)
-	}
+	ws := c.dialStream("exec", strings.Replace(r.Url, "http://", "ws://", 1), 2*time.Minute)
 	defer ws.Close()
-	ws.SetDeadline(time.Now().Add(2 * time.Minute))
 	if err := websocket.Message.Send(ws, append([]byte{0}, stdin...)); err != nil {
 		c.t.Fatalf("exec stdin: %v", err)
 	}

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,31 +36,7 @@ func dkrCtr(args ...string) *exec.Cmd {
 // "") dockerd left in containerd: tasks, and runc shims serving docker's
 // namespace.
 func dkrLeftInContainerd(id string) []string {
-	var left []string
-	out, _ := dkrCtr("tasks", "ls", "-q").Output()
-	for _, t := range strings.Fields(string(out)) {
-		if id == "" || t == id {
-			left = append(left, "task "+t)
-		}
-	}
-	ents, _ := os.ReadDir("/proc")
-	for _, en := range ents {
-		if _, err := strconv.Atoi(en.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if !strings.HasSuffix(args[0], "containerd-shim-runc-v2") || !slices.Contains(args, "moby") {
-			continue
-		}
-		if id == "" || slices.Contains(args, id) {
-			left = append(left, fmt.Sprintf("shim %s: %s", en.Name(), strings.Join(args, " ")))
-		}
-	}
-	return left
+	return leftInContainerd(dkrCtr("tasks", "ls", "-q"), "moby", func(s string) bool { return id == "" || s == id })
 }
 
 // requireDocker sets up docker (once) and skips or fails as clientSetup.require does.
