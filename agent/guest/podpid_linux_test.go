@@ -153,18 +153,11 @@ func TestSpawnPodInitUnseenUntilInside(t *testing.T) {
 func TestSpawnPodInitProcOptions(t *testing.T) {
 	requiresRoot(t)
 	sbRoot := busyboxRootfs(t)
-	sbProc, _, err := spawnAndStart("pod-sb2", testSpec("sleep", "600"), sbRoot, Stdio{})
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	defer func() {
-		sbProc.Signal(unix.SIGKILL)
-		reap(t, sbProc.Pid)
-	}()
+	sbProc := startSleepingSandbox(t, "pod-sb2", sbRoot)
 	spec := testSpec("true")
 	sharePodPidNS(spec)
 	spec.Mounts[0].Options = []string{"nosuid", "hidepid=2"}
-	_, err = SpawnPodInit("pod-opts", spec, busyboxRootfs(t), Stdio{}, sbProc.Pid)
+	_, err := SpawnPodInit("pod-opts", spec, busyboxRootfs(t), Stdio{}, sbProc.Pid)
 	if err == nil || !strings.Contains(err.Error(), "hidepid=2") {
 		t.Errorf("SpawnPodInit with hidepid: %v, want it refused", err)
 	}
@@ -175,14 +168,7 @@ func TestSpawnPodInitProcOptions(t *testing.T) {
 // as any terminal init does, though its init child forked it.
 func TestSpawnPodInitTerminal(t *testing.T) {
 	requiresRoot(t)
-	sbProc, _, err := spawnAndStart("pod-sb3", testSpec("sleep", "600"), busyboxRootfs(t), Stdio{})
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	defer func() {
-		sbProc.Signal(unix.SIGKILL)
-		reap(t, sbProc.Pid)
-	}()
+	sbProc := startSleepingSandbox(t, "pod-sb3", busyboxRootfs(t))
 	spec := testSpec("sh", "-c", terminalScript+`; test -c /dev/console && echo console`)
 	spec.Process.Terminal = true
 	spec.Process.ConsoleSize = &specs.Box{Height: 37, Width: 101}
@@ -212,14 +198,7 @@ func TestSpawnPodInitTerminal(t *testing.T) {
 // workload.
 func TestSpawnPodInitSeccomp(t *testing.T) {
 	requiresRoot(t)
-	sbProc, _, err := spawnAndStart("pod-sb4", testSpec("sleep", "600"), busyboxRootfs(t), Stdio{})
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	defer func() {
-		sbProc.Signal(unix.SIGKILL)
-		reap(t, sbProc.Pid)
-	}()
+	sbProc := startSleepingSandbox(t, "pod-sb4", busyboxRootfs(t))
 	spec := testSpec("echo", "released")
 	spec.Linux.Seccomp = dockerProfile()
 	sharePodPidNS(spec)
@@ -237,4 +216,19 @@ func TestSpawnPodInitSeccomp(t *testing.T) {
 	if ws.ExitStatus() != 0 || m.stdout.String() != "released\n" {
 		t.Errorf("member under seccomp: %v, said %q (stderr %q)", ws, m.stdout.String(), m.stderr.String())
 	}
+}
+
+// startSleepingSandbox starts a pod sandbox container that sleeps, in
+// rootfs; the test's cleanup kills and reaps it.
+func startSleepingSandbox(t *testing.T, id, rootfs string) *os.Process {
+	t.Helper()
+	p, _, err := spawnAndStart(id, testSpec("sleep", "600"), rootfs, Stdio{})
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		p.Signal(unix.SIGKILL)
+		reap(t, p.Pid)
+	})
+	return p
 }
