@@ -133,9 +133,11 @@ func mirrorsOf(t *testing.T, g *portGuest, maxConns int) (where func(uint16) str
 	}
 	t.Cleanup(stop)
 	where = func(port uint16) string {
+		// Not under mu while f.mu is taken: sync holds f.mu when it
+		// calls listen, which takes mu.
 		mu.Lock()
-		defer mu.Unlock()
 		ln := at[port]
+		mu.Unlock()
 		if ln == nil {
 			return ""
 		}
